@@ -1,0 +1,38 @@
+/* Helpers shared by the test suites: a seeded random generator, data that spans many magnitudes,
+ * comparisons scaled by a tensor's largest magnitude, and a check for a CUDA device. */
+#ifndef FUSEDOPT_TEST_UTIL_H
+#define FUSEDOPT_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* xorshift64*: deterministic across machines. */
+typedef struct test_rng { uint64_t s; } test_rng;
+test_rng test_rng_make(uint64_t seed);
+uint64_t test_rng_next(test_rng *r);
+double test_rng_uniform(test_rng *r); /* [0, 1) */
+
+/* Uniform in [lo, hi). */
+void test_fill_uniform(test_rng *r, float *x, size_t n, float lo, float hi);
+/* Signed values whose magnitudes are 10^U(lo_exp, hi_exp); about one in `zero_every` is 0
+ * (0 disables zeros). */
+void test_fill_magnitudes(test_rng *r, float *x, size_t n, double lo_exp, double hi_exp,
+                          unsigned zero_every);
+
+/* max_i |a_i - b_i| / max(max_i |b_i|, tiny): the error measure of the project's contract
+ * (relative to the tensor's max magnitude). NaN in either gives +inf unless both are NaN at the
+ * same place. */
+double test_max_rel_err(const float *a, const float *b, size_t n);
+/* Largest distance in units in the last place between a_i and b_i (0 when bit-identical). */
+uint32_t test_max_ulp(const float *a, const float *b, size_t n);
+
+/* malloc that aborts the test on failure, filled with a NaN pattern so unwritten values show. */
+float *test_alloc(size_t n);
+/* Duplicate of n floats. */
+float *test_dup(const float *x, size_t n);
+
+/* True when a CUDA device is usable (cudaGetDeviceCount succeeds with >= 1). */
+bool test_have_cuda_device(void);
+
+#endif
