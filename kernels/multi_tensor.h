@@ -1,4 +1,4 @@
-/* Multi-tensor bookkeeping shared by the host code (src/) and the kernels (kernels/*.cu).
+/* Multi-tensor bookkeeping shared by the host code (src/) and the kernels (the kernels/ sources).
  *
  * An optimizer binds its tensors once, so their addresses and sizes go into a table built once on
  * the host and copied to the device at creation:

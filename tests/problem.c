@@ -1,0 +1,191 @@
+#include "problem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "internal.h"
+#include "launch.h"
+#include "scalars.h"
+
+/* name, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize */
+#define A(nm, ...) {.name = nm, .adam = true, .a = {__VA_ARGS__}}
+/* name, lr, alpha, eps, weight_decay, momentum, centered, maximize */
+#define R(nm, ...) {.name = nm, .adam = false, .r = {__VA_ARGS__}}
+const test_variant test_variants[] = {
+    A("adam", 1e-3, 0.9, 0.999, 1e-8, 0.0, false, false, false),
+    A("adam_l2", 1e-3, 0.9, 0.999, 1e-8, 0.1, false, false, false),
+    A("adamw", 1e-2, 0.9, 0.999, 1e-8, 0.1, true, false, false),
+    A("adam_amsgrad", 1e-3, 0.9, 0.999, 1e-8, 0.0, false, true, false),
+    A("adamw_amsgrad", 1e-3, 0.9, 0.99, 1e-8, 0.01, true, true, false),
+    A("adam_maximize_l2", 1e-3, 0.9, 0.999, 1e-8, 0.05, false, false, true),
+    A("adam_small_beta1", 3e-2, 0.3, 0.95, 1e-6, 0.0, false, false, false),
+    R("rmsprop", 1e-2, 0.99, 1e-8, 0.0, 0.0, false, false),
+    R("rmsprop_wd", 1e-2, 0.99, 1e-8, 0.1, 0.0, false, false),
+    R("rmsprop_momentum", 1e-2, 0.99, 1e-8, 0.0, 0.9, false, false),
+    R("rmsprop_centered", 1e-3, 0.9, 1e-6, 0.0, 0.0, true, false),
+    R("rmsprop_centered_momentum", 1e-3, 0.99, 1e-8, 0.01, 0.5, true, false),
+    R("rmsprop_maximize", 1e-2, 0.99, 1e-8, 0.0, 0.0, false, true),
+    R("rmsprop_small_alpha_centered", 1e-3, 0.3, 1e-3, 0.0, 0.9, true, false),
+};
+const size_t test_variant_count = sizeof test_variants / sizeof test_variants[0];
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    cr_assert_not_null(p);
+    return p;
+}
+
+static float *aligned_floats(size_t n)
+{
+    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    cr_assert_not_null(p);
+    return p;
+}
+
+test_problem *test_problem_make(const test_variant *v, const size_t *numel, const unsigned *param_off,
+                                const unsigned *grad_off, size_t count, uint64_t seed)
+{
+    test_problem *p = xcalloc(1, sizeof *p);
+    p->v = v;
+    p->count = count;
+    p->rng = test_rng_make(seed);
+    if (v->adam) {
+        fopt_adam_scalars s = fopt_adam_scalars_make(&v->a, 1);
+        p->mask = fopt_adam_state_mask(&s);
+    } else {
+        fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&v->r);
+        p->mask = fopt_rmsprop_state_mask(&s);
+    }
+    p->numel = xcalloc(count, sizeof *p->numel);
+    p->param = xcalloc(count, sizeof(float *));
+    p->grad = xcalloc(count, sizeof(float *));
+    p->param_base = xcalloc(count, sizeof(float *));
+    p->grad_base = xcalloc(count, sizeof(float *));
+    p->ref_param = xcalloc(count, sizeof(float *));
+    for (int j = 0; j < FOPT_MAX_STATES; j++)
+        p->ref_state[j] = (p->mask & (1u << j)) ? xcalloc(count, sizeof(float *)) : NULL;
+
+    for (size_t k = 0; k < count; k++) {
+        size_t n = numel[k];
+        unsigned po = param_off ? param_off[k] : 0, go = grad_off ? grad_off[k] : 0;
+        p->numel[k] = n;
+        /* Separate allocations, sized exactly: a sanitizer sees any access past a tensor. */
+        p->param_base[k] = aligned_floats(n + po);
+        p->grad_base[k] = aligned_floats(n + go);
+        p->param[k] = p->param_base[k] + po;
+        p->grad[k] = p->grad_base[k] + go;
+        test_fill_uniform(&p->rng, p->param[k], n, -1.0f, 1.0f);
+        p->ref_param[k] = test_dup(p->param[k], n);
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            if (p->ref_state[j])
+                p->ref_state[j][k] = xcalloc(n, sizeof(float));
+    }
+    return p;
+}
+
+void test_problem_free(test_problem *p)
+{
+    if (!p)
+        return;
+    for (size_t k = 0; k < p->count; k++) {
+        free(p->param_base[k]);
+        free(p->grad_base[k]);
+        free(p->ref_param[k]);
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            if (p->ref_state[j])
+                free(p->ref_state[j][k]);
+    }
+    for (int j = 0; j < FOPT_MAX_STATES; j++)
+        free(p->ref_state[j]);
+    free(p->numel);
+    free(p->param);
+    free(p->grad);
+    free(p->param_base);
+    free(p->grad_base);
+    free(p->ref_param);
+    free(p);
+}
+
+void test_problem_new_grads(test_problem *p)
+{
+    for (size_t k = 0; k < p->count; k++)
+        test_fill_magnitudes(&p->rng, p->grad[k], p->numel[k], -4.0, 1.0, 50);
+}
+
+void test_problem_ref_step(test_problem *p, int64_t step)
+{
+    for (size_t k = 0; k < p->count; k++) {
+        float *s[FOPT_MAX_STATES] = {NULL, NULL, NULL};
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            if (p->ref_state[j])
+                s[j] = p->ref_state[j][k];
+        fopt_status st = p->v->adam
+            ? fopt_adam_step_ref(&p->v->a, step, p->numel[k], p->ref_param[k], p->grad[k], s[0], s[1], s[2])
+            : fopt_rmsprop_step_ref(&p->v->r, p->numel[k], p->ref_param[k], p->grad[k], s[0], s[1], s[2]);
+        cr_assert_eq(st, FOPT_SUCCESS, "%s: reference step failed: %s", p->v->name, fopt_last_error());
+    }
+}
+
+fopt_tensor *test_problem_tensors(const test_problem *p)
+{
+    fopt_tensor *t = xcalloc(p->count, sizeof *t);
+    for (size_t k = 0; k < p->count; k++) {
+        t[k].param = p->param[k];
+        t[k].grad = p->grad[k];
+        t[k].numel = p->numel[k];
+        t[k].dtype = FOPT_FLOAT32;
+    }
+    return t;
+}
+
+uint32_t test_problem_check(const test_problem *p, size_t k, const float *param,
+                            float *const state[FOPT_MAX_STATES], const char *where)
+{
+    size_t n = p->numel[k];
+    double err = test_max_rel_err(param, p->ref_param[k], n);
+    cr_assert(err <= 1e-5, "%s %s: tensor %zu (numel %zu): param differs from the reference by %g",
+              where, p->v->name, k, n, err);
+    uint32_t ulp = test_max_ulp(param, p->ref_param[k], n);
+    for (int j = 0; j < FOPT_MAX_STATES; j++) {
+        if (!p->ref_state[j])
+            continue;
+        cr_assert_not_null(state[j], "%s %s: state %d missing", where, p->v->name, j);
+        err = test_max_rel_err(state[j], p->ref_state[j][k], n);
+        cr_assert(err <= 1e-5, "%s %s: tensor %zu (numel %zu): state %d differs by %g", where,
+                  p->v->name, k, n, j, err);
+        uint32_t u = test_max_ulp(state[j], p->ref_state[j][k], n);
+        if (u > ulp)
+            ulp = u;
+    }
+    return ulp;
+}
+
+void test_random_layout(test_rng *r, size_t count, size_t max_numel, bool offsets, size_t **numel,
+                        unsigned **param_off, unsigned **grad_off)
+{
+    static const size_t edges[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 1023, 1024, 1025, 4097,
+                                   FOPT_CHUNK - 1, FOPT_CHUNK, FOPT_CHUNK + 1, 2 * FOPT_CHUNK + 3};
+    *numel = xcalloc(count, sizeof **numel);
+    *param_off = xcalloc(count, sizeof **param_off);
+    *grad_off = xcalloc(count, sizeof **grad_off);
+    for (size_t k = 0; k < count; k++) {
+        size_t n;
+        if (k < sizeof edges / sizeof edges[0] && edges[k] <= max_numel)
+            n = edges[k];
+        else if (test_rng_next(r) % 8 == 0)
+            n = 1 + test_rng_next(r) % max_numel; /* a few large */
+        else
+            n = 1 + test_rng_next(r) % 600; /* mostly small, like biases and norms */
+        (*numel)[k] = n;
+        if (offsets) {
+            /* Half the tensors aligned, the rest offset in param, grad or both. */
+            unsigned o = (unsigned)(test_rng_next(r) % 8);
+            (*param_off)[k] = o < 4 ? 0 : (o & 3);
+            (*grad_off)[k] = (o == 5 || o == 7) ? (unsigned)(1 + test_rng_next(r) % 3) : 0;
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/* A multi-tensor optimizer problem for the kernel tests: tensors of chosen sizes and pointer
+ * offsets in host memory, fresh random gradients every step, and a CPU-reference copy of the
+ * parameters and state advanced alongside, to compare any other path against. */
+#ifndef FUSEDOPT_TEST_PROBLEM_H
+#define FUSEDOPT_TEST_PROBLEM_H
+
+#include <stdbool.h>
+
+#include "fusedopt.h"
+#include "multi_tensor.h"
+#include "util.h"
+
+typedef struct test_variant {
+    const char *name;
+    bool adam; /* else RMSprop */
+    fopt_adam_config a;
+    fopt_rmsprop_config r;
+} test_variant;
+
+/* Every optimizer variant the kernels must serve (each flag, and the other lerp form). */
+extern const test_variant test_variants[];
+extern const size_t test_variant_count;
+
+typedef struct test_problem {
+    const test_variant *v;
+    size_t count;
+    size_t *numel;
+    float **param, **grad;         /* per tensor, inside param_base/grad_base at its offset */
+    float **param_base, **grad_base;
+    float **ref_param;             /* reference copy of every parameter */
+    float **ref_state[FOPT_MAX_STATES]; /* reference state, NULL for buffers the variant lacks */
+    unsigned mask;                 /* state buffers of the variant (launch.h) */
+    test_rng rng;
+} test_problem;
+
+/* Tensors of numel[k] floats; tensor k's param and grad start param_off[k] / grad_off[k] floats
+ * past a 64-byte boundary (NULL offsets: 0). Parameters random, state zero. */
+test_problem *test_problem_make(const test_variant *v, const size_t *numel, const unsigned *param_off,
+                                const unsigned *grad_off, size_t count, uint64_t seed);
+void test_problem_free(test_problem *p);
+
+/* Fresh gradients for every tensor: signed, magnitudes 10^U(-4, 1), a few exact zeros. */
+void test_problem_new_grads(test_problem *p);
+/* One reference step (step counts from 1) of every tensor's reference copy. */
+void test_problem_ref_step(test_problem *p, int64_t step);
+/* fopt_tensor list over the problem's param/grad pointers (caller frees). */
+fopt_tensor *test_problem_tensors(const test_problem *p);
+
+/* Compares tensor k's parameter and state (state[j] points at that tensor's slice of buffer j,
+ * NULL where absent) with the reference; asserts max relative error <= 1e-5 and returns the
+ * largest ulp distance seen. */
+uint32_t test_problem_check(const test_problem *p, size_t k, const float *param,
+                            float *const state[FOPT_MAX_STATES], const char *where);
+
+/* Sizes around the interesting boundaries plus `extra` random ones (1..max_numel), and random
+ * pointer offsets 0..3 when `offsets` (else 0). Arrays are malloc'ed. */
+void test_random_layout(test_rng *r, size_t count, size_t max_numel, bool offsets, size_t **numel,
+                        unsigned **param_off, unsigned **grad_off);
+
+#endif

@@ -1,0 +1,160 @@
+/* The CUDA kernel bodies, run on the CPU for every block and thread of a launch (no GPU needed),
+ * against the CPU reference: every variant, odd sizes, chunk boundaries, unaligned pointers and
+ * lists of more than a thousand tensors. Also the multi-tensor table itself. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "internal.h"
+#include "launch.h"
+#include "problem.h"
+#include "scalars.h"
+#include "table.h"
+
+/* A launch over host memory: the table and the state buffers of one optimizer. */
+typedef struct host_launch {
+    size_t floats_per_state, chunk_count;
+    float *state;
+    fopt_tensor_entry *entries;
+    fopt_chunk *chunks;
+    fopt_table table;
+} host_launch;
+
+static void host_launch_make(host_launch *h, const test_problem *p)
+{
+    fopt_tensor *t = test_problem_tensors(p);
+    cr_assert_eq(fopt_table_plan(t, p->count, &h->floats_per_state, &h->chunk_count), FOPT_SUCCESS);
+    size_t floats = fopt_state_count(p->mask) * h->floats_per_state;
+    h->state = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64 + 64);
+    cr_assert_not_null(h->state);
+    memset(h->state, 0, floats * sizeof(float));
+    h->entries = calloc(p->count, sizeof *h->entries);
+    h->chunks = calloc(h->chunk_count + 1, sizeof *h->chunks);
+    cr_assert(h->entries && h->chunks);
+    fopt_table_fill(t, p->count, p->mask, h->state, h->floats_per_state, h->entries, h->chunks);
+    h->table.entries = h->entries;
+    h->table.chunks = h->chunks;
+    h->table.tensor_count = (uint32_t)p->count;
+    h->table.chunk_count = (uint32_t)h->chunk_count;
+    free(t);
+}
+
+static void host_launch_free(host_launch *h)
+{
+    free(h->state);
+    free(h->entries);
+    free(h->chunks);
+}
+
+static void host_step(const test_problem *p, const host_launch *h, int64_t step)
+{
+    if (p->v->adam) {
+        fopt_adam_scalars s = fopt_adam_scalars_make(&p->v->a, step);
+        fopt_adam_run_on_host(&h->table, &s);
+    } else {
+        fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&p->v->r);
+        fopt_rmsprop_run_on_host(&h->table, &s);
+    }
+}
+
+/* Runs `steps` steps of variant v over the layout through the host-run kernel and the reference
+ * and compares every tensor; checks the padding between state slices stayed zero. */
+static void run_case(const test_variant *v, const size_t *numel, const unsigned *param_off,
+                     const unsigned *grad_off, size_t count, int steps, uint64_t seed)
+{
+    test_problem *p = test_problem_make(v, numel, param_off, grad_off, count, seed);
+    host_launch h;
+    host_launch_make(&h, p);
+    for (int64_t t = 1; t <= steps; t++) {
+        test_problem_new_grads(p);
+        host_step(p, &h, t);
+        test_problem_ref_step(p, t);
+    }
+    uint32_t worst_ulp = 0;
+    for (size_t k = 0; k < count; k++) {
+        const fopt_tensor_entry *e = &h.entries[k];
+        uint32_t ulp = test_problem_check(p, k, p->param[k], e->state, "host-run kernel");
+        if (ulp > worst_ulp)
+            worst_ulp = ulp;
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            for (size_t i = p->numel[k]; e->state[j] && i % 4 != 0; i++)
+                cr_assert_eq(e->state[j][i], 0.0f, "%s: padding after tensor %zu written", v->name, k);
+    }
+    /* Same operations in the same order without FMA contraction: bit-identical by design. */
+    cr_expect_eq(worst_ulp, 0u, "%s: host-run kernel differs from the reference by %u ulp", v->name,
+                 worst_ulp);
+    host_launch_free(&h);
+    test_problem_free(p);
+}
+
+Test(kernels_host, every_variant_matches_reference_on_odd_sizes)
+{
+    const size_t numel[] = {1, 3, 4, 5, 7, 4097};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run_case(&test_variants[i], numel, NULL, NULL, 6, 25, 100 + i);
+}
+
+Test(kernels_host, every_variant_matches_reference_with_pointers_offset_by_one_element)
+{
+    const size_t numel[] = {1, 3, 4, 5, 4097, 4096};
+    const unsigned param_off[] = {1, 1, 1, 2, 1, 0};
+    const unsigned grad_off[] = {0, 1, 3, 1, 1, 1};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run_case(&test_variants[i], numel, param_off, grad_off, 6, 25, 200 + i);
+}
+
+Test(kernels_host, every_variant_matches_reference_across_chunk_boundaries)
+{
+    const size_t numel[] = {FOPT_CHUNK - 1, FOPT_CHUNK, FOPT_CHUNK + 1, 3 * FOPT_CHUNK + 7};
+    const unsigned param_off[] = {0, 0, 1, 0};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run_case(&test_variants[i], numel, param_off, NULL, 4, 3, 300 + i);
+}
+
+Test(kernels_host, every_variant_matches_reference_over_a_thousand_tensors_of_random_sizes)
+{
+    test_rng r = test_rng_make(42);
+    size_t *numel;
+    unsigned *po, *go;
+    const size_t count = 1200;
+    test_random_layout(&r, count, 3 * FOPT_CHUNK, true, &numel, &po, &go);
+    for (size_t i = 0; i < test_variant_count; i++)
+        run_case(&test_variants[i], numel, po, go, count, 3, 400 + i);
+    free(numel);
+    free(po);
+    free(go);
+}
+
+Test(kernels_host, table_has_one_chunk_per_slice_and_skips_empty_tensors)
+{
+    float a[8] __attribute__((aligned(16))), b[8] __attribute__((aligned(16)));
+    fopt_tensor t[4] = {
+        {a, b, 5, FOPT_FLOAT32},
+        {NULL, NULL, 0, FOPT_FLOAT32},
+        {a + 1, b, 3, FOPT_FLOAT32},
+        {a, b, 2 * FOPT_CHUNK + 1, FOPT_FLOAT32}, /* addresses only, never dereferenced */
+    };
+    size_t floats = 0, chunks = 0;
+    cr_assert_eq(fopt_table_plan(t, 4, &floats, &chunks), FOPT_SUCCESS);
+    cr_expect_eq(chunks, 1 + 0 + 1 + 3);
+    cr_expect_eq(floats, 8 + 0 + 4 + (2 * FOPT_CHUNK + 4));
+
+    fopt_tensor_entry e[4];
+    fopt_chunk c[5];
+    float *base = (float *)(uintptr_t)0x1000; /* never dereferenced */
+    fopt_table_fill(t, 4, 0x5u, base, floats, e, c);
+    cr_expect_eq(c[0].tensor, 0u);
+    cr_expect_eq(c[1].tensor, 2u);
+    for (uint32_t i = 0; i < 3; i++) {
+        cr_expect_eq(c[2 + i].tensor, 3u);
+        cr_expect_eq(c[2 + i].chunk, i);
+    }
+    cr_expect(e[0].aligned && !e[2].aligned && e[3].aligned, "alignment flags");
+    /* mask 0b101: buffer 0 first, buffer 2 right after it; no buffer 1 */
+    cr_expect_eq(e[2].state[0], base + 8);
+    cr_expect_null(e[2].state[1]);
+    cr_expect_eq(e[2].state[2], base + floats + 8);
+    cr_expect_eq(e[3].state[2], base + floats + 12);
+    cr_expect_eq(fopt_state_count(0x5u), 2u);
+}
