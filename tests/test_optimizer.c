@@ -1,0 +1,115 @@
+/* The GPU optimizer API's argument handling, which needs no device: every invalid argument gives
+ * a clear status and leaves *out untouched; NULL optimizers are handled everywhere. */
+#include <math.h>
+
+#include <criterion/criterion.h>
+
+#include "fusedopt.h"
+#include "util.h"
+
+static fopt_optimizer *const SENTINEL = (fopt_optimizer *)(uintptr_t)0xdeadbeef;
+
+/* Pointers that are never dereferenced: argument checks come before any memory access. */
+static float fake_param[4], fake_grad[4];
+
+static fopt_status adam_create_with(const fopt_adam_config *cfg, const fopt_tensor *t, size_t count,
+                                    fopt_optimizer **out)
+{
+    *out = SENTINEL;
+    return fopt_adam_create(out, cfg, t, count);
+}
+
+Test(optimizer_args, create_rejects_null_out_config_or_tensor_list)
+{
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_rmsprop_config r = fopt_rmsprop_config_default();
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_optimizer *out = SENTINEL;
+    cr_expect_eq(fopt_adam_create(NULL, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_rmsprop_create(NULL, &r, &t, 1), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_adam_create(&out, NULL, &t, 1), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_rmsprop_create(&out, NULL, &t, 1), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_adam_create(&out, &a, NULL, 1), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_rmsprop_create(&out, &r, &t, 0), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(out, SENTINEL, "*out was written by a failing create");
+}
+
+Test(optimizer_args, create_rejects_null_tensor_pointers_with_elements)
+{
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_optimizer *out;
+    fopt_tensor t[2] = {{fake_param, fake_grad, 4, FOPT_FLOAT32}, {NULL, fake_grad, 3, FOPT_FLOAT32}};
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    t[1].param = fake_param;
+    t[1].grad = NULL;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(out, SENTINEL);
+}
+
+Test(optimizer_args, create_rejects_half_precision_as_not_supported_and_unknown_dtype_as_invalid)
+{
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_optimizer *out;
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT16};
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NOT_SUPPORTED);
+    t.dtype = FOPT_BFLOAT16;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NOT_SUPPORTED);
+    t.dtype = (fopt_dtype)7;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(out, SENTINEL);
+}
+
+Test(optimizer_args, create_rejects_out_of_range_hyper_parameters)
+{
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_optimizer *out = SENTINEL;
+    const double bad[] = {NAN, INFINITY, -1.0};
+    for (size_t i = 0; i < 3; i++) {
+        fopt_adam_config a = fopt_adam_config_default();
+        a.lr = bad[i];
+        cr_expect_eq(fopt_adam_create(&out, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+        a = fopt_adam_config_default();
+        a.eps = bad[i];
+        cr_expect_eq(fopt_adam_create(&out, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+        a = fopt_adam_config_default();
+        a.weight_decay = bad[i];
+        cr_expect_eq(fopt_adam_create(&out, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+        a = fopt_adam_config_default();
+        a.beta1 = i == 2 ? 1.0 : bad[i];
+        cr_expect_eq(fopt_adam_create(&out, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+        a = fopt_adam_config_default();
+        a.beta2 = bad[i];
+        cr_expect_eq(fopt_adam_create(&out, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
+
+        fopt_rmsprop_config r = fopt_rmsprop_config_default();
+        r.alpha = i == 2 ? 1.5 : bad[i];
+        cr_expect_eq(fopt_rmsprop_create(&out, &r, &t, 1), FOPT_ERROR_INVALID_VALUE);
+        r = fopt_rmsprop_config_default();
+        r.momentum = bad[i];
+        cr_expect_eq(fopt_rmsprop_create(&out, &r, &t, 1), FOPT_ERROR_INVALID_VALUE);
+    }
+    cr_expect_eq(out, SENTINEL);
+}
+
+Test(optimizer_args, create_without_a_device_says_no_device)
+{
+    if (test_have_cuda_device())
+        cr_skip_test("a CUDA device is present");
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_optimizer *out;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
+    cr_expect_eq(out, SENTINEL);
+}
+
+Test(optimizer_args, null_optimizer_is_handled_by_every_call)
+{
+    char buf[16];
+    cr_expect_eq(fopt_step(NULL, 0), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_set_lr(NULL, 1e-3), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_step_count(NULL), -1);
+    cr_expect_eq(fopt_state_size(NULL), 0u);
+    cr_expect_eq(fopt_state_save(NULL, buf, sizeof buf), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_state_load(NULL, buf, sizeof buf), FOPT_ERROR_INVALID_VALUE);
+    fopt_destroy(NULL);
+}
