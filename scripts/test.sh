@@ -11,6 +11,19 @@ cmake --build build -j "$jobs"
 echo "== tests (Release) =="
 ./build/tests/fusedopt_tests -j"$jobs"
 
+echo "== install, then use it from another project (CMake find_package and pkg-config) =="
+prefix="$PWD/build/_install"
+rm -rf "$prefix" build/_consumer
+cmake --install build --prefix "$prefix" >/dev/null
+cmake -S examples -B build/_consumer -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+cmake --build build/_consumer -j "$jobs" >/dev/null
+./build/_consumer/cpu_linear_regression | tail -n 1
+./build/_consumer/gpu_training_loop
+pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt)
+cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build/_consumer/pc_example
+LD_LIBRARY_PATH="$prefix/lib" ./build/_consumer/pc_example | tail -n 1
+echo "install: find_package(fusedopt) and pkg-config consumers built and ran"
+
 if [ "${FOPT_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DFOPT_SANITIZE=ON -DFOPT_BUILD_BENCH=OFF \
         -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
