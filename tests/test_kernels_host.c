@@ -158,3 +158,59 @@ Test(kernels_host, table_has_one_chunk_per_slice_and_skips_empty_tensors)
     cr_expect_eq(e[3].state[2], base + floats + 12);
     cr_expect_eq(fopt_state_count(0x5u), 2u);
 }
+
+/* ---- PyTorch golden vectors through the host-run kernels ------------------------------------ */
+
+#include "golden.h"
+
+static int is_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* One tensor whose state buffers are the caller's arrays (not a contiguous state allocation). */
+static fopt_table single_tensor_table(fopt_tensor_entry *e, fopt_chunk **chunks, size_t n, float *p,
+                                      const float *g, float *s0, float *s1, float *s2)
+{
+    *e = (fopt_tensor_entry){.param = p, .grad = g, .state = {s0, s1, s2}, .numel = (int64_t)n};
+    e->aligned = is_aligned16(p) && is_aligned16(g) && is_aligned16(s0) && is_aligned16(s1) &&
+                 is_aligned16(s2);
+    size_t count = fopt_chunks_for(n);
+    *chunks = calloc(count + 1, sizeof **chunks);
+    cr_assert_not_null(*chunks);
+    for (size_t i = 0; i < count; i++)
+        (*chunks)[i] = (fopt_chunk){.tensor = 0, .chunk = (uint32_t)i};
+    return (fopt_table){.entries = e, .chunks = *chunks, .tensor_count = 1, .chunk_count = (uint32_t)count};
+}
+
+static fopt_status host_kernel_adam(const fopt_adam_config *cfg, int64_t step, size_t n, float *p,
+                                    const float *g, float *m, float *v, float *vmax)
+{
+    fopt_tensor_entry e;
+    fopt_chunk *chunks;
+    fopt_table t = single_tensor_table(&e, &chunks, n, p, g, m, v, cfg->amsgrad ? vmax : NULL);
+    fopt_adam_scalars s = fopt_adam_scalars_make(cfg, step);
+    fopt_adam_run_on_host(&t, &s);
+    free(chunks);
+    return FOPT_SUCCESS;
+}
+
+static fopt_status host_kernel_rmsprop(const fopt_rmsprop_config *cfg, size_t n, float *p,
+                                       const float *g, float *sq, float *buf, float *ga)
+{
+    fopt_tensor_entry e;
+    fopt_chunk *chunks;
+    fopt_table t = single_tensor_table(&e, &chunks, n, p, g, sq, cfg->momentum > 0 ? buf : NULL,
+                                       cfg->centered ? ga : NULL);
+    fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(cfg);
+    fopt_rmsprop_run_on_host(&t, &s);
+    free(chunks);
+    return FOPT_SUCCESS;
+}
+
+Test(kernels_host, adam_kernel_matches_pytorch_golden_vectors)
+{
+    golden_check_file("golden_adam.bin", host_kernel_adam, NULL, 1e-5, "host-run adam kernel");
+}
+
+Test(kernels_host, rmsprop_kernel_matches_pytorch_golden_vectors)
+{
+    golden_check_file("golden_rmsprop.bin", NULL, host_kernel_rmsprop, 1e-5, "host-run rmsprop kernel");
+}

@@ -1,0 +1,67 @@
+/* Golden vectors computed by real PyTorch (scripts/gen_golden.py, torch.optim single-tensor path):
+ * a loader for tests/data/golden_*.bin and a replayer that runs a case through any step function
+ * with the reference's signature (the CPU reference, the fast CPU path, host-run GPU kernels).
+ *
+ * The file format is described at the top of scripts/gen_golden.py. State slots:
+ *   Adam     0 exp_avg      1 exp_avg_sq        2 max_exp_avg_sq (amsgrad only)
+ *   RMSprop  0 square_avg   1 momentum_buffer   2 grad_avg
+ *            (momentum_buffer only when momentum > 0, grad_avg only when centered)
+ * Unused slots hold zeros in the file and are passed as NULL by the replayer. */
+#ifndef FUSEDOPT_TEST_GOLDEN_H
+#define FUSEDOPT_TEST_GOLDEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fusedopt.h"
+
+enum { GOLDEN_ADAM = 0, GOLDEN_RMSPROP = 1 };
+
+typedef struct golden_case {
+    char name[64];
+    int optimizer;               /* GOLDEN_ADAM or GOLDEN_RMSPROP */
+    fopt_adam_config adam;       /* when optimizer == GOLDEN_ADAM */
+    fopt_rmsprop_config rmsprop; /* when optimizer == GOLDEN_RMSPROP */
+    int64_t first_step;          /* step number of the first update (Adam; 1 for RMSprop) */
+    uint32_t steps;
+    size_t n;
+    float *param0, *state0[3]; /* initial parameter and state */
+    float *grads;              /* steps * n: the raw gradient of step k at grads + k*n */
+    float *param, *state[3];   /* PyTorch's parameter and state after the last step */
+    float *storage_;           /* owns every array above */
+} golden_case;
+
+/* Reads FOPT_TEST_DATA_DIR/file_name; *cases gets an array to release with golden_free().
+ * Returns the number of cases (>= 1). Any format error fails the calling test (cr_assert). */
+size_t golden_load(const char *file_name, golden_case **cases);
+void golden_free(golden_case *cases, size_t count);
+
+/* Whether state slot `slot` (0..2) is used by the case's variant, and its PyTorch name. */
+int golden_state_used(const golden_case *c, int slot);
+const char *golden_state_name(const golden_case *c, int slot);
+
+typedef fopt_status (*golden_adam_fn)(const fopt_adam_config *, int64_t, size_t, float *,
+                                      const float *, float *, float *, float *);
+typedef fopt_status (*golden_rmsprop_fn)(const fopt_rmsprop_config *, size_t, float *,
+                                         const float *, float *, float *, float *);
+
+/* The error measure of the golden tests: NaN and infinities must sit at the same places with the
+ * same values in both (else +inf); over the finite elements, max |a - b| divided by the largest
+ * finite |b| (when every finite b is 0, any difference gives +inf). On all-finite data this is
+ * test_max_rel_err() of util.h without its 1e-30 floor. */
+double golden_rel_err(const float *a, const float *b, size_t n);
+
+/* Replays every step of the case from its initial state through `adam` or `rmsprop` (the one the
+ * case needs; unused optional buffers passed as NULL) and returns the worst golden_rel_err over
+ * the parameter and the used state buffers; *what (if not NULL) names the worst array. A step
+ * that does not return FOPT_SUCCESS fails the calling test. */
+double golden_replay(const golden_case *c, golden_adam_fn adam, golden_rmsprop_fn rmsprop,
+                     const char **what);
+
+/* Loads file_name, replays every case and cr_expect()s each within `tol`, naming the case, the
+ * array and the error on failure. Returns the worst error. With FOPT_GOLDEN_VERBOSE set in the
+ * environment, prints every case's error to stderr under `label`. */
+double golden_check_file(const char *file_name, golden_adam_fn adam, golden_rmsprop_fn rmsprop,
+                         double tol, const char *label);
+
+#endif
