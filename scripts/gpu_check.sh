@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The one script for a borrowed GPU machine (H100 / H200): build for sm_90 with the ptxas report,
+# the full test suite, compute-sanitizer memcheck and racecheck on the GPU suites, the benchmark,
+# the PyTorch comparison and the plot; a short summary printed last.
+#
+#   OUT=/some/dir scripts/gpu_check.sh        default OUT=build/gpu-check
+#
+# Criterion is not part of the GPU machine's image. Before borrowing, run here, once:
+#   scripts/gpu_check.sh --prepare-deps       copies Criterion's headers and libraries into .deps/
+#                                             (ignored through .git/info/exclude)
+# and name ".deps" in the device call's carry list. Without it the tests are reported SKIPPED.
+#
+# $OUT gets at most 8 files:
+#   summary.txt             nvidia-smi, ptxas registers/spills per kernel, step status, summary
+#   build.log               configure and build output with the ptxas -v report
+#   tests.log               the full Criterion suite
+#   sanitizer.log           compute-sanitizer memcheck, then racecheck, on the gpu* suites
+#   bench_<date>_<gpu>.txt  the tables of fopt_bench and torch_compare.py
+#   bench_<date>_<gpu>.csv  fopt_bench results      torch_<date>_<gpu>.csv  PyTorch comparison
+#   bench_<date>_<gpu>.png  the plot of both CSVs
+# Copy the CSVs and the PNG into bench/results/ to commit them.
+#
+# Time: FOPT_GPU_CHECK_BUDGET seconds in all (default 450, under 8 minutes); each step gets a
+# limit out of what is left, keeping a reserve for the steps after it. A failed or timed-out step
+# does not stop the later ones; the summary says what failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+if [ "${1:-}" = "--prepare-deps" ]; then
+  set -e
+  crit_so=$(ls /usr/lib/x86_64-linux-gnu/libcriterion.so.3* /usr/local/lib/libcriterion.so.3* 2>/dev/null | head -1 || true)
+  crit_inc=$(ls -d /usr/include/criterion /usr/local/include/criterion 2>/dev/null | head -1 || true)
+  [ -n "$crit_so" ] && [ -n "$crit_inc" ] || { echo "no Criterion here to copy" >&2; exit 1; }
+  rm -rf .deps/criterion
+  mkdir -p .deps/criterion/include .deps/criterion/lib
+  cp -r "$crit_inc" .deps/criterion/include/
+  cp -L "$crit_so" .deps/criterion/lib/libcriterion.so.3
+  ln -sf libcriterion.so.3 .deps/criterion/lib/libcriterion.so
+  # its libraries, less the C library's own (found through DT_RPATH, so also for libcriterion's
+  # dependencies: the executable is linked with --disable-new-dtags)
+  ldd "$crit_so" | awk '/=> \//{print $3}' |
+    grep -v -E '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*)\.so' |
+    while read -r lib; do cp -L "$lib" .deps/criterion/lib/; done
+  grep -qx '/.deps/' .git/info/exclude 2>/dev/null || echo '/.deps/' >>.git/info/exclude
+  du -sh .deps/criterion
+  echo "done: name \".deps\" in the device call's carry list"
+  exit 0
+fi
+
+export PYTHONUNBUFFERED=1
+build=${FOPT_GPU_CHECK_BUILD:-build-gpu}  # build directory
+OUT=${OUT:-build/gpu-check}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+budget=${FOPT_GPU_CHECK_BUDGET:-450}
+start=$(date +%s)
+deadline=$((start + budget))
+jobs=$(nproc 2>/dev/null || echo 8)
+summary="$OUT/summary.txt"
+: >"$summary"
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+[ -n "$gpu" ] || gpu=nogpu
+tag="$(date +%Y%m%d)_$(echo "$gpu" | tr -c 'A-Za-z0-9.\n-' '_' | tr -s '_' | sed 's/_$//')"
+bench_txt="$OUT/bench_$tag.txt"
+bench_csv="$OUT/bench_$tag.csv"
+torch_csv="$OUT/torch_$tag.csv"
+png="$OUT/bench_$tag.png"
+
+step_names=()
+step_results=()
+LIMIT=0
+# plan CAP RESERVE: LIMIT = seconds this step may take (its cap, less the reserve for later steps)
+plan() {
+  local left=$((deadline - $(date +%s) - $2))
+  LIMIT=$(($1 < left ? $1 : left))
+}
+# run_step NAME LOG CMD...: runs CMD with the planned limit, appending to LOG; records the result
+run_step() {
+  local name=$1 log=$2; shift 2
+  if [ "$LIMIT" -lt 5 ]; then
+    step_names+=("$name"); step_results+=("SKIPPED (time budget spent)")
+    echo "== $name: SKIPPED (time budget spent)"
+    return 1
+  fi
+  echo "== $name (limit ${LIMIT}s)" | tee -a "$log" >/dev/null
+  echo "== $name (limit ${LIMIT}s) ..."
+  local t0 rc
+  t0=$(date +%s)
+  if declare -F "$1" >/dev/null; then
+    "$@" >>"$log" 2>&1  # a function of this script: it applies $LIMIT to its own commands
+  else
+    timeout -k 10 "$LIMIT" "$@" >>"$log" 2>&1
+  fi
+  rc=$?
+  local dt=$(($(date +%s) - t0)) res
+  case $rc in
+    0) res="OK (${dt}s)" ;;
+    124|137) res="TIMEOUT after ${dt}s" ;;
+    *) res="FAILED, exit $rc (${dt}s)" ;;
+  esac
+  step_names+=("$name"); step_results+=("$res")
+  echo "   $name: $res"
+  return $rc
+}
+skip_step() {
+  step_names+=("$1"); step_results+=("SKIPPED ($2)")
+  echo "== $1: SKIPPED ($2)"
+}
+
+{
+  echo "gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+  nvidia-smi 2>&1 || echo "nvidia-smi failed"
+  echo
+  nvcc --version 2>&1 | tail -2
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1
+  echo
+} >>"$summary"
+
+# ---- build ----
+crit_args=()
+have_tests=1
+if [ "${FOPT_CRITERION_FROM_DEPS:-0}" != 1 ] &&
+   { [ -f /usr/include/criterion/criterion.h ] || [ -f /usr/local/include/criterion/criterion.h ]; }; then
+  :
+elif [ -f .deps/criterion/lib/libcriterion.so ]; then
+  dl="$root/.deps/criterion/lib"
+  crit_args=(-DCRITERION_LIBRARY="$dl/libcriterion.so" -DCRITERION_INCLUDE_DIR="$root/.deps/criterion/include"
+             "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags -Wl,-rpath-link,$dl -Wl,-rpath,$dl")
+else
+  crit_args=(-DFOPT_BUILD_TESTS=OFF)
+  have_tests=0
+fi
+build() {
+  timeout -k 10 "$LIMIT" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DFOPT_PTXAS_VERBOSE=ON "${crit_args[@]}" &&
+  timeout -k 10 "$LIMIT" cmake --build "$build" -j "$jobs"
+}
+plan 240 200
+run_step build "$OUT/build.log" build
+
+# ptxas report: one row per kernel: registers, stack frame, spill stores/loads
+{
+  echo "ptxas (sm_90) per kernel: registers, stack bytes, spill store/load bytes"
+  awk '
+    /Function properties for/ { fn = $NF }
+    /bytes stack frame/ { stack = $1; st = $5; ld = $9 }
+    /Compiling entry function/ { entry = $7; gsub(/\047/, "", entry) }
+    /Used [0-9]+ registers/ {
+      for (i = 1; i <= NF; i++) if ($i == "Used") regs = $(i + 1)
+      name = fn != "" ? fn : entry
+      if (!(name in seen)) { seen[name] = 1; printf "%5s regs %5s stack %5s/%-5s spill  %s\n", regs, stack, st, ld, name }
+      if (st + 0 > 0 || ld + 0 > 0) spills++
+      fn = ""; stack = st = ld = "?"
+    }
+    END {
+      if (length(seen) == 0) print "kernels with spills: n/a (no ptxas report: nothing was recompiled)"
+      else printf "kernels with spills: %d of %d\n", spills + 0, length(seen)
+    }' "$OUT/build.log" |
+    { if command -v c++filt >/dev/null; then c++filt; else cat; fi; } | cut -c1-160
+} >"$OUT/ptxas.tmp" 2>&1
+cat "$OUT/ptxas.tmp" >>"$summary"
+ptxas_line=$(grep -h "kernels with spills" "$OUT/ptxas.tmp" | tail -1)
+rm -f "$OUT/ptxas.tmp"
+
+# ---- tests and sanitizers ----
+tests=./$build/tests/fusedopt_tests
+if [ "$have_tests" = 0 ]; then
+  skip_step tests "no Criterion: run --prepare-deps here and carry .deps"
+  skip_step memcheck "no Criterion"
+  skip_step racecheck "no Criterion"
+elif [ ! -x "$tests" ]; then
+  skip_step tests "not built"; skip_step memcheck "not built"; skip_step racecheck "not built"
+else
+  plan 90 170
+  run_step tests "$OUT/tests.log" "$tests" --jobs "$jobs"
+  sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+               /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$sanitizer" ]; then
+    plan 75 130
+    run_step memcheck "$OUT/sanitizer.log" "$sanitizer" --tool memcheck --target-processes all \
+      --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
+    plan 60 115
+    run_step racecheck "$OUT/sanitizer.log" "$sanitizer" --tool racecheck --target-processes all \
+      --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
+  else
+    skip_step memcheck "no compute-sanitizer"; skip_step racecheck "no compute-sanitizer"
+  fi
+fi
+
+# ---- benchmark, PyTorch comparison, plot ----
+if [ -x "$build"/bench/fopt_bench ]; then
+  plan 200 50
+  run_step fopt_bench "$bench_txt" ./"$build"/bench/fopt_bench --csv "$bench_csv" \
+    --time-budget $((LIMIT > 60 ? LIMIT - 40 : 20))
+else
+  skip_step fopt_bench "not built"
+fi
+if [ -f "$build"/libfusedopt.so ]; then
+  plan 100 15
+  run_step torch_compare "$bench_txt" python3 bench/torch_compare.py \
+    "$build"/libfusedopt.so --csv "$torch_csv" --time-budget $((LIMIT > 50 ? LIMIT - 35 : 10))
+else
+  skip_step torch_compare "libfusedopt.so not built"
+fi
+plot_in=()
+for f in "$bench_csv" "$torch_csv"; do [ -s "$f" ] && plot_in+=("$f"); done
+py=""
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import matplotlib' >/dev/null 2>&1; then py=$p; break; fi
+done
+if [ -z "$py" ]; then
+  skip_step plot "no python3 with matplotlib"
+elif [ ${#plot_in[@]} -gt 0 ]; then
+  plan 40 0
+  run_step plot "$bench_txt" "$py" bench/plot.py "${plot_in[@]}" -o "$png" \
+    --title "fusedopt fp32 step throughput - $gpu"
+else
+  skip_step plot "no CSV"
+fi
+
+# ---- summary (printed last; the device tool returns only the end of the output) ----
+{
+  echo
+  echo "================ gpu_check summary: $gpu, $(( $(date +%s) - start ))s of ${budget}s ================"
+  for i in "${!step_names[@]}"; do printf "  %-14s %s\n" "${step_names[$i]}" "${step_results[$i]}"; done
+  echo "  ptxas: ${ptxas_line:-no report (build failed?)}"
+  [ -f "$OUT/tests.log" ] && grep -h -E "Synthesis|Tested:" "$OUT/tests.log" | tail -1 | sed 's/^/  tests: /'
+  [ -f "$OUT/tests.log" ] && grep -h -E "\[FAIL\]|\[----\].*(fail|crash|Assertion)" "$OUT/tests.log" | head -8 | sed 's/^/    /'
+  [ -f "$OUT/sanitizer.log" ] && grep -h -E "^== (memcheck|racecheck)|ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" |
+    sort | uniq -c | head -8 | sed 's/^/  sanitizer: /'
+  if [ -f "$bench_txt" ]; then
+    echo "  fopt_bench (fused rows of Adam, and the header):"
+    grep -h -E "^(GPU|copy bandwidth):" "$bench_txt" | head -2 | sed 's/^/    /'
+    grep -h -E "^optimizer " "$bench_txt" | head -1 | cut -c1-150 | sed 's/^/    /'
+    grep -h -E "^adam +plain +(fused|unfused_cublas) " "$bench_txt" | cut -c1-150 | sed 's/^/    /'
+    sed -n '/^== summary/,/^CSV/p' "$bench_txt" | sed 's/^/    /'
+    echo "  torch_compare:"
+    grep -h -E "^adam +plain +(fused_ctypes|torch_)" "$bench_txt" | cut -c1-140 | sed 's/^/    /' | tail -20
+    sed -n '/^== torch_compare summary/,$p' "$bench_txt" | head -12 | sed 's/^/    /'
+  fi
+  echo "  files in $OUT:"
+  ls -1 "$OUT" | sed 's/^/    /'
+} >>"$summary" 2>&1
+sed -n '/^================ gpu_check summary/,$p' "$summary"
