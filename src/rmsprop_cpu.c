@@ -1,0 +1,196 @@
+/* RMSprop fast CPU path: SIMD (AVX-512F, AVX2 or portable C, chosen at run time) on all cores,
+ * one pass over memory per step, bit-identical to fopt_rmsprop_step_ref (src/rmsprop_ref.c),
+ * including the centered clamp (a variance rounded below zero becomes 0; NaN stays NaN).
+ *
+ * Same structure as adam_cpu.c: the element loop is written once below the "template" line and
+ * this file includes itself once per instruction set; every variant (maximize x L2 x centered x
+ * momentum x lerp form) is its own function with constant flags, picked once per call. */
+#ifndef FOPT_TPL_NAME /* ======================== common part ======================== */
+#include <stddef.h>
+
+#include "cpu_internal.h"
+
+#define RMS_PARAMS                                                                                 \
+    const fopt_rmsprop_scalars *s, size_t n, float *restrict param, const float *restrict grad,   \
+        float *restrict square_avg, float *restrict momentum_buffer, float *restrict grad_avg
+#define RMS_ARGS s, n, param, grad, square_avg, momentum_buffer, grad_avg
+
+typedef void (*rms_kernel)(RMS_PARAMS);
+
+/* Every variant, in table order: index (((maximize*2 + l2)*2 + centered)*2 + momentum)*2 + fe. */
+#define RMS_VARIANTS(X) RMS_V_MX(X, 0) RMS_V_MX(X, 1)
+#define RMS_V_MX(X, mx) RMS_V_L2(X, mx, 0) RMS_V_L2(X, mx, 1)
+#define RMS_V_L2(X, mx, l2) RMS_V_CE(X, mx, l2, 0) RMS_V_CE(X, mx, l2, 1)
+#define RMS_V_CE(X, mx, l2, ce) RMS_V_MO(X, mx, l2, ce, 0) RMS_V_MO(X, mx, l2, ce, 1)
+#define RMS_V_MO(X, mx, l2, ce, mo) X(mx, l2, ce, mo, 0) X(mx, l2, ce, mo, 1)
+#define RMS_NVARIANTS 32
+
+#define RMS_DEFINE(mx, l2, ce, mo, fe)                                                             \
+    static FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_k_##mx##l2##ce##mo##fe)(RMS_PARAMS)             \
+    {                                                                                              \
+        FOPT_TPL_NAME(rms_body)(RMS_ARGS, mx, l2, ce, mo, fe);                                     \
+    }
+#define RMS_ENTRY(mx, l2, ce, mo, fe) FOPT_TPL_NAME(rms_k_##mx##l2##ce##mo##fe),
+
+/* Portable C, also the tail of the vector loops. */
+#define FOPT_TPL_NAME(x) x##_scalar
+#define FOPT_TPL_T fopt_v1
+#define FOPT_TPL_V(op) fopt_v1_##op
+#define FOPT_TPL_W 1
+#define FOPT_TPL_TARGET
+#include "rmsprop_cpu.c"
+#undef FOPT_TPL_NAME
+#undef FOPT_TPL_T
+#undef FOPT_TPL_V
+#undef FOPT_TPL_W
+#undef FOPT_TPL_TARGET
+
+#ifdef FOPT_CPU_X86
+#define FOPT_TPL_NAME(x) x##_avx2
+#define FOPT_TPL_T fopt_v8
+#define FOPT_TPL_V(op) fopt_v8_##op
+#define FOPT_TPL_W 8
+#define FOPT_TPL_TARGET FOPT_TARGET_AVX2
+#include "rmsprop_cpu.c"
+#undef FOPT_TPL_NAME
+#undef FOPT_TPL_T
+#undef FOPT_TPL_V
+#undef FOPT_TPL_W
+#undef FOPT_TPL_TARGET
+
+#define FOPT_TPL_NAME(x) x##_avx512
+#define FOPT_TPL_T fopt_v16
+#define FOPT_TPL_V(op) fopt_v16_##op
+#define FOPT_TPL_W 16
+#define FOPT_TPL_TARGET FOPT_TARGET_AVX512
+#include "rmsprop_cpu.c"
+#undef FOPT_TPL_NAME
+#undef FOPT_TPL_T
+#undef FOPT_TPL_V
+#undef FOPT_TPL_W
+#undef FOPT_TPL_TARGET
+#endif
+
+static int rms_variant(const fopt_rmsprop_scalars *s)
+{
+    int idx = s->maximize ? 1 : 0;
+    idx = idx * 2 + (s->l2 ? 1 : 0);
+    idx = idx * 2 + (s->centered ? 1 : 0);
+    idx = idx * 2 + (s->use_momentum ? 1 : 0);
+    return idx * 2 + (s->lerp_from_end ? 1 : 0);
+}
+
+static rms_kernel rms_pick(fopt_cpu_isa_level isa, int variant)
+{
+    switch (isa) {
+#ifdef FOPT_CPU_X86
+    case FOPT_CPU_ISA_AVX512: return rms_kernels_avx512[variant];
+    case FOPT_CPU_ISA_AVX2: return rms_kernels_avx2[variant];
+#endif
+    default: return rms_kernels_scalar[variant];
+    }
+}
+
+typedef struct rms_ctx {
+    rms_kernel fn;
+    const fopt_rmsprop_scalars *s;
+    float *param;
+    const float *grad;
+    float *square_avg, *momentum_buffer, *grad_avg;
+} rms_ctx;
+
+static void rms_range(void *vctx, size_t b, size_t e)
+{
+    const rms_ctx *c = vctx;
+    c->fn(c->s, e - b, c->param + b, c->grad + b, c->square_avg + b,
+          c->momentum_buffer ? c->momentum_buffer + b : NULL, c->grad_avg ? c->grad_avg + b : NULL);
+}
+
+fopt_status fopt_rmsprop_step_cpu(const fopt_rmsprop_config *cfg, size_t n, float *param,
+                                  const float *grad, float *square_avg, float *momentum_buffer,
+                                  float *grad_avg)
+{
+    fopt_status st = fopt_rmsprop_args_check(cfg, n, param, grad, square_avg, momentum_buffer,
+                                             grad_avg);
+    if (st != FOPT_SUCCESS)
+        return st;
+    if (n == 0)
+        return FOPT_SUCCESS;
+    const fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(cfg);
+    rms_ctx c = {
+        .fn = rms_pick(fopt_cpu_isa_current(), rms_variant(&s)),
+        .s = &s,
+        .param = param,
+        .grad = grad,
+        .square_avg = square_avg,
+        .momentum_buffer = s.use_momentum ? momentum_buffer : NULL,
+        .grad_avg = s.centered ? grad_avg : NULL,
+    };
+    fopt_cpu_parallel(n, param, rms_range, &c);
+    return FOPT_SUCCESS;
+}
+
+#else /* ======================== template: one instruction set ======================== */
+
+#define T FOPT_TPL_T
+#define V(op) FOPT_TPL_V(op)
+
+/* One thread's range, one variant (the int flags are constants at every call site). */
+FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int maximize,
+                                                         const int l2, const int centered,
+                                                         const int momentum, const int from_end)
+{
+    const T alpha = V(set1)(s->alpha), one_minus_alpha = V(set1)(s->one_minus_alpha);
+    const T lerp_1mw = V(set1)(s->lerp_1mw), eps = V(set1)(s->eps);
+    const T weight_decay = V(set1)(s->weight_decay), mom = V(set1)(s->momentum);
+    const T neg_lr = V(set1)(s->neg_lr);
+
+    size_t i = 0;
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
+        T p = V(ld)(param + i);
+        T g = V(ld)(grad + i);
+        if (maximize)
+            g = V(neg)(g);
+        if (l2)
+            g = V(add)(g, V(mul)(weight_decay, p));
+
+        T v = V(add)(V(mul)(V(ld)(square_avg + i), alpha), V(mul)(V(mul)(one_minus_alpha, g), g));
+        T avg;
+        if (centered) {
+            T ga = V(ld)(grad_avg + i);
+            ga = from_end ? V(sub)(g, V(mul)(V(sub)(g, ga), lerp_1mw))
+                          : V(add)(ga, V(mul)(one_minus_alpha, V(sub)(g, ga)));
+            T var = V(sub)(v, V(mul)(ga, ga));
+            avg = V(sqrt)(V(clamp0)(var));
+            V(st)(grad_avg + i, ga);
+        } else {
+            avg = V(sqrt)(v);
+        }
+        avg = V(add)(avg, eps);
+
+        if (momentum) {
+            T buf = V(add)(V(mul)(V(ld)(momentum_buffer + i), mom), V(div)(g, avg));
+            V(st)(momentum_buffer + i, buf);
+            V(st)(param + i, V(add)(p, V(mul)(neg_lr, buf)));
+        } else {
+            V(st)(param + i, V(add)(p, V(div)(V(mul)(neg_lr, g), avg)));
+        }
+        V(st)(square_avg + i, v);
+    }
+#if FOPT_TPL_W > 1
+    if (i < n)
+        rms_body_scalar(s, n - i, param + i, grad + i, square_avg + i,
+                        momentum ? momentum_buffer + i : NULL, centered ? grad_avg + i : NULL,
+                        maximize, l2, centered, momentum, from_end);
+#else
+    (void)i;
+#endif
+}
+
+RMS_VARIANTS(RMS_DEFINE)
+
+static const rms_kernel FOPT_TPL_NAME(rms_kernels)[RMS_NVARIANTS] = {RMS_VARIANTS(RMS_ENTRY)};
+
+#undef T
+#undef V
+#endif
