@@ -214,3 +214,51 @@ Test(kernels_host, rmsprop_kernel_matches_pytorch_golden_vectors)
 {
     golden_check_file("golden_rmsprop.bin", NULL, host_kernel_rmsprop, 1e-5, "host-run rmsprop kernel");
 }
+
+/* ---- 64-bit element offsets ------------------------------------------------------------------ */
+
+/* A tensor of more than 2^32 elements cannot be allocated here, but a block only touches its own
+ * chunk: point the entry's arrays so that just the chunks under test land in real memory, and
+ * launch only those chunks. Offsets past 2^31 and 2^32 elements must reach the right elements. */
+Test(kernels_host, chunks_beyond_two_to_the_32_elements_index_correctly)
+{
+    const int64_t numel = ((int64_t)1 << 32) + 4101; /* last chunk: 4101 elements */
+    const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 31) / FOPT_CHUNK) + 3, /* past 2^31 */
+                                  (uint32_t)(numel / FOPT_CHUNK)};                  /* the tail */
+    for (size_t v = 0; v < test_variant_count; v++) {
+        for (size_t c = 0; c < 2; c++) {
+            const int64_t begin = (int64_t)chunk_ids[c] * FOPT_CHUNK;
+            const size_t len = (size_t)(numel - begin < FOPT_CHUNK ? numel - begin : FOPT_CHUNK);
+            const size_t sizes[] = {len};
+            test_problem *p = test_problem_make(&test_variants[v], sizes, NULL, NULL, 1, 900 + v);
+            float *st[FOPT_MAX_STATES];
+            for (int j = 0; j < FOPT_MAX_STATES; j++)
+                st[j] = (p->mask & (1u << j)) ? calloc(len, sizeof(float)) : NULL;
+            /* Addresses that are only ever offset by `begin` or more before use. */
+            uintptr_t shift = (uintptr_t)begin * sizeof(float);
+            fopt_tensor_entry e = {
+                .param = (float *)((uintptr_t)p->param[0] - shift),
+                .grad = (const float *)((uintptr_t)p->grad[0] - shift),
+                .numel = numel,
+                .aligned = 0,
+            };
+            for (int j = 0; j < FOPT_MAX_STATES; j++)
+                e.state[j] = st[j] ? (float *)((uintptr_t)st[j] - shift) : NULL;
+            e.aligned = ((uintptr_t)p->param[0] & 15u) == 0 && ((uintptr_t)p->grad[0] & 15u) == 0;
+            for (int j = 0; j < FOPT_MAX_STATES; j++)
+                if (st[j] && ((uintptr_t)st[j] & 15u) != 0)
+                    e.aligned = 0;
+            fopt_chunk ch = {.tensor = 0, .chunk = chunk_ids[c]};
+            fopt_table t = {.entries = &e, .chunks = &ch, .tensor_count = 1, .chunk_count = 1};
+            for (int64_t step = 1; step <= 3; step++) {
+                test_problem_new_grads(p);
+                host_step(p, &(host_launch){.table = t}, step);
+                test_problem_ref_step(p, step);
+            }
+            test_problem_check(p, 0, p->param[0], st, "chunk past 2^31");
+            for (int j = 0; j < FOPT_MAX_STATES; j++)
+                free(st[j]);
+            test_problem_free(p);
+        }
+    }
+}
