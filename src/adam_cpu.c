@@ -2,8 +2,8 @@
  * cores, one pass over memory per step, bit-identical to fopt_adam_step_ref (src/adam_ref.c).
  *
  * The element loop is written once, below the "template" line, and this file includes itself
- * once per instruction set with FOPT_TPL_* naming the vector type, its ops (cpu_internal.h), its
- * width and the target attribute. Within an instruction set every variant (maximize x
+ * once per instruction set through cpu_instantiate.h, with FOPT_TPL_* naming the vector type, its
+ * ops (cpu_internal.h), its width and the target attribute. Within an instruction set every variant (maximize x
  * {no decay, L2, decoupled} x AMSGrad x lerp form) is its own function with the flags as
  * constants, so no variant pays a branch or an op for a feature it does not use; the entry point
  * picks one function per call. Each operation is the reference's, in the reference's order, with
@@ -37,44 +37,9 @@ enum { ADAM_WD_NONE = 0, ADAM_WD_L2 = 1, ADAM_WD_DECOUPLED = 2 };
     }
 #define ADAM_ENTRY(mx, wd, am, fe) FOPT_TPL_NAME(adam_k_##mx##wd##am##fe),
 
-/* Portable C, also the tail of the vector loops. */
-#define FOPT_TPL_NAME(x) x##_scalar
-#define FOPT_TPL_T fopt_v1
-#define FOPT_TPL_V(op) fopt_v1_##op
-#define FOPT_TPL_W 1
-#define FOPT_TPL_TARGET
-#include "adam_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-
-#ifdef FOPT_CPU_X86
-#define FOPT_TPL_NAME(x) x##_avx2
-#define FOPT_TPL_T fopt_v8
-#define FOPT_TPL_V(op) fopt_v8_##op
-#define FOPT_TPL_W 8
-#define FOPT_TPL_TARGET FOPT_TARGET_AVX2
-#include "adam_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-
-#define FOPT_TPL_NAME(x) x##_avx512
-#define FOPT_TPL_T fopt_v16
-#define FOPT_TPL_V(op) fopt_v16_##op
-#define FOPT_TPL_W 16
-#define FOPT_TPL_TARGET FOPT_TARGET_AVX512
-#include "adam_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-#endif
+#define FOPT_TPL_FILE "adam_cpu.c"
+#include "cpu_instantiate.h"
+#undef FOPT_TPL_FILE
 
 static int adam_variant(const fopt_adam_scalars *s)
 {

@@ -3,7 +3,7 @@
  * including the centered clamp (a variance rounded below zero becomes 0; NaN stays NaN).
  *
  * Same structure as adam_cpu.c: the element loop is written once below the "template" line and
- * this file includes itself once per instruction set; every variant (maximize x L2 x centered x
+ * this file includes itself once per instruction set (cpu_instantiate.h); every variant (maximize x L2 x centered x
  * momentum x lerp form) is its own function with constant flags, picked once per call. */
 #ifndef FOPT_TPL_NAME /* ======================== common part ======================== */
 #include <stddef.h>
@@ -32,44 +32,9 @@ typedef void (*rms_kernel)(RMS_PARAMS);
     }
 #define RMS_ENTRY(mx, l2, ce, mo, fe) FOPT_TPL_NAME(rms_k_##mx##l2##ce##mo##fe),
 
-/* Portable C, also the tail of the vector loops. */
-#define FOPT_TPL_NAME(x) x##_scalar
-#define FOPT_TPL_T fopt_v1
-#define FOPT_TPL_V(op) fopt_v1_##op
-#define FOPT_TPL_W 1
-#define FOPT_TPL_TARGET
-#include "rmsprop_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-
-#ifdef FOPT_CPU_X86
-#define FOPT_TPL_NAME(x) x##_avx2
-#define FOPT_TPL_T fopt_v8
-#define FOPT_TPL_V(op) fopt_v8_##op
-#define FOPT_TPL_W 8
-#define FOPT_TPL_TARGET FOPT_TARGET_AVX2
-#include "rmsprop_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-
-#define FOPT_TPL_NAME(x) x##_avx512
-#define FOPT_TPL_T fopt_v16
-#define FOPT_TPL_V(op) fopt_v16_##op
-#define FOPT_TPL_W 16
-#define FOPT_TPL_TARGET FOPT_TARGET_AVX512
-#include "rmsprop_cpu.c"
-#undef FOPT_TPL_NAME
-#undef FOPT_TPL_T
-#undef FOPT_TPL_V
-#undef FOPT_TPL_W
-#undef FOPT_TPL_TARGET
-#endif
+#define FOPT_TPL_FILE "rmsprop_cpu.c"
+#include "cpu_instantiate.h"
+#undef FOPT_TPL_FILE
 
 static int rms_variant(const fopt_rmsprop_scalars *s)
 {
