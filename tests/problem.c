@@ -189,3 +189,41 @@ void test_random_layout(test_rng *r, size_t count, size_t max_numel, bool offset
         }
     }
 }
+
+void test_layout_odd_sizes(test_case_runner run)
+{
+    const size_t numel[] = {1, 3, 4, 5, 7, 4097};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run(&test_variants[i], numel, NULL, NULL, 6, 25, 100 + i);
+}
+
+void test_layout_offset_pointers(test_case_runner run)
+{
+    const size_t numel[] = {1, 3, 4, 5, 4097, 4096};
+    const unsigned param_off[] = {1, 1, 1, 2, 1, 0};
+    const unsigned grad_off[] = {0, 1, 3, 1, 1, 1};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run(&test_variants[i], numel, param_off, grad_off, 6, 25, 200 + i);
+}
+
+void test_layout_chunk_boundaries(test_case_runner run, bool large)
+{
+    const size_t numel[] = {FOPT_CHUNK - 1, FOPT_CHUNK, FOPT_CHUNK + 1, 3 * FOPT_CHUNK + 7, 1000003};
+    const unsigned param_off[] = {0, 0, 1, 0, 3};
+    for (size_t i = 0; i < test_variant_count; i++)
+        run(&test_variants[i], numel, param_off, NULL, large ? 5 : 4, large ? 5 : 3, 300 + i);
+}
+
+void test_layout_random_list(test_case_runner run, size_t count, size_t max_numel, int steps,
+                             uint64_t seed, bool all_variants)
+{
+    test_rng r = test_rng_make(seed);
+    size_t *numel;
+    unsigned *po, *go;
+    test_random_layout(&r, count, max_numel, true, &numel, &po, &go);
+    for (size_t i = 0; i < (all_variants ? test_variant_count : 1); i++)
+        run(&test_variants[i], numel, po, go, count, steps, seed * 1000 + i);
+    free(numel);
+    free(po);
+    free(go);
+}

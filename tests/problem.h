@@ -57,4 +57,22 @@ uint32_t test_problem_check(const test_problem *p, size_t k, const float *param,
 void test_random_layout(test_rng *r, size_t count, size_t max_numel, bool offsets, size_t **numel,
                         unsigned **param_off, unsigned **grad_off);
 
+/* One way to run `steps` steps of variant v over a layout and check it against the reference
+ * (the host-run kernels, the GPU). */
+typedef void (*test_case_runner)(const test_variant *v, const size_t *numel,
+                                 const unsigned *param_off, const unsigned *grad_off, size_t count,
+                                 int steps, uint64_t seed);
+
+/* The layouts every kernel path is checked on, each over every variant: */
+/* sizes 1, 3, 4, 5, 7, 4097 in one list, 25 steps */
+void test_layout_odd_sizes(test_case_runner run);
+/* params and grads offset by 1 to 3 floats (the scalar path), 25 steps */
+void test_layout_offset_pointers(test_case_runner run);
+/* sizes around FOPT_CHUNK, plus a 1M+3 tensor and 5 steps when `large` (else 3 steps) */
+void test_layout_chunk_boundaries(test_case_runner run, bool large);
+/* `count` tensors from test_random_layout (offsets on), over every variant or, when
+ * !all_variants, plain Adam only */
+void test_layout_random_list(test_case_runner run, size_t count, size_t max_numel, int steps,
+                             uint64_t seed, bool all_variants);
+
 #endif

@@ -185,53 +185,27 @@ static void run_gpu_case(const test_variant *v, const size_t *numel, const unsig
 
 Test(gpu, every_variant_matches_reference_on_odd_sizes)
 {
-    const size_t numel[] = {1, 3, 4, 5, 7, 4097};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_gpu_case(&test_variants[i], numel, NULL, NULL, 6, 25, 100 + i);
+    test_layout_odd_sizes(run_gpu_case);
 }
 
 Test(gpu, every_variant_matches_reference_with_pointers_offset_by_one_element)
 {
-    const size_t numel[] = {1, 3, 4, 5, 4097, 4096};
-    const unsigned param_off[] = {1, 1, 1, 2, 1, 0};
-    const unsigned grad_off[] = {0, 1, 3, 1, 1, 1};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_gpu_case(&test_variants[i], numel, param_off, grad_off, 6, 25, 200 + i);
+    test_layout_offset_pointers(run_gpu_case);
 }
 
 Test(gpu, every_variant_matches_reference_across_chunk_boundaries_and_large_tensors)
 {
-    const size_t numel[] = {FOPT_CHUNK - 1, FOPT_CHUNK, FOPT_CHUNK + 1, 3 * FOPT_CHUNK + 7, 1000003};
-    const unsigned param_off[] = {0, 0, 1, 0, 3};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_gpu_case(&test_variants[i], numel, param_off, NULL, 5, 5, 300 + i);
+    test_layout_chunk_boundaries(run_gpu_case, true);
 }
 
 Test(gpu, every_variant_matches_reference_over_thousands_of_tensors_of_random_sizes)
 {
-    test_rng r = test_rng_make(43);
-    size_t *numel;
-    unsigned *po, *go;
-    const size_t count = 3000;
-    test_random_layout(&r, count, 3 * FOPT_CHUNK, true, &numel, &po, &go);
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_gpu_case(&test_variants[i], numel, po, go, count, 3, 400 + i);
-    free(numel);
-    free(po);
-    free(go);
+    test_layout_random_list(run_gpu_case, 3000, 3 * FOPT_CHUNK, 3, 43, true);
 }
 
 Test(gpu, ten_thousand_tensors_step_in_one_call)
 {
-    test_rng r = test_rng_make(44);
-    size_t *numel;
-    unsigned *po, *go;
-    const size_t count = 10000;
-    test_random_layout(&r, count, 4096, true, &numel, &po, &go);
-    run_gpu_case(&test_variants[0], numel, po, go, count, 2, 500);
-    free(numel);
-    free(po);
-    free(go);
+    test_layout_random_list(run_gpu_case, 10000, 4096, 2, 44, false);
 }
 
 Test(gpu, empty_tensors_in_the_list_are_skipped)

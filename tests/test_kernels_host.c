@@ -90,40 +90,22 @@ static void run_case(const test_variant *v, const size_t *numel, const unsigned 
 
 Test(kernels_host, every_variant_matches_reference_on_odd_sizes)
 {
-    const size_t numel[] = {1, 3, 4, 5, 7, 4097};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_case(&test_variants[i], numel, NULL, NULL, 6, 25, 100 + i);
+    test_layout_odd_sizes(run_case);
 }
 
 Test(kernels_host, every_variant_matches_reference_with_pointers_offset_by_one_element)
 {
-    const size_t numel[] = {1, 3, 4, 5, 4097, 4096};
-    const unsigned param_off[] = {1, 1, 1, 2, 1, 0};
-    const unsigned grad_off[] = {0, 1, 3, 1, 1, 1};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_case(&test_variants[i], numel, param_off, grad_off, 6, 25, 200 + i);
+    test_layout_offset_pointers(run_case);
 }
 
 Test(kernels_host, every_variant_matches_reference_across_chunk_boundaries)
 {
-    const size_t numel[] = {FOPT_CHUNK - 1, FOPT_CHUNK, FOPT_CHUNK + 1, 3 * FOPT_CHUNK + 7};
-    const unsigned param_off[] = {0, 0, 1, 0};
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_case(&test_variants[i], numel, param_off, NULL, 4, 3, 300 + i);
+    test_layout_chunk_boundaries(run_case, false);
 }
 
 Test(kernels_host, every_variant_matches_reference_over_a_thousand_tensors_of_random_sizes)
 {
-    test_rng r = test_rng_make(42);
-    size_t *numel;
-    unsigned *po, *go;
-    const size_t count = 1200;
-    test_random_layout(&r, count, 3 * FOPT_CHUNK, true, &numel, &po, &go);
-    for (size_t i = 0; i < test_variant_count; i++)
-        run_case(&test_variants[i], numel, po, go, count, 3, 400 + i);
-    free(numel);
-    free(po);
-    free(go);
+    test_layout_random_list(run_case, 1200, 3 * FOPT_CHUNK, 3, 42, true);
 }
 
 Test(kernels_host, table_has_one_chunk_per_slice_and_skips_empty_tensors)
