@@ -1,7 +1,9 @@
 # fopt_cpu_bench: the fast CPU path vs the CPU reference vs a same-traffic roofline loop, plus
 # PyTorch's CPU Adam when the system Python has torch (issue 5). Included by bench/CMakeLists.txt.
 # It links the static library because the roofline loop and the ISA override are internal.
-add_executable(fopt_cpu_bench ${CMAKE_CURRENT_LIST_DIR}/cpu_bench.c)
+add_executable(fopt_cpu_bench
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_bench.c
+  ${CMAKE_CURRENT_LIST_DIR}/bench_common.c)
 target_include_directories(fopt_cpu_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_compile_options(fopt_cpu_bench PRIVATE -Wall -Wextra -ffp-contract=off)
 target_compile_definitions(fopt_cpu_bench PRIVATE

@@ -26,17 +26,18 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "cpu_internal.h"
 #include "fusedopt.h"
+
+const char bench_program[] = "fopt_cpu_bench";
 
 #ifndef FOPT_TORCH_SCRIPT
 #define FOPT_TORCH_SCRIPT "torch_cpu_adam.py"
@@ -45,104 +46,15 @@
 #define FOPT_TORCH_SCRIPT_INSTALLED FOPT_TORCH_SCRIPT
 #endif
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fopt_cpu_bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-/* ---- variants ------------------------------------------------------------------------------ */
-typedef struct bench_case {
-    const char *name;      /* grep / --cases name */
-    const char *optimizer; /* CSV */
-    const char *variant;   /* CSV */
-    bool adam;
-    int nstate; /* state arrays: Adam m, v (+ vmax); RMSprop v (+ buf) (+ grad_avg) */
-    fopt_adam_config ac;
-    fopt_rmsprop_config rc;
-} bench_case;
-
-static int make_cases(bench_case *c)
-{
-    int n = 0;
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_rmsprop_config r = fopt_rmsprop_config_default();
-    c[n++] = (bench_case){"adam", "adam", "plain", true, 2, a, r};
-    c[n] = (bench_case){"adamw", "adamw", "plain", true, 2, a, r};
-    c[n].ac.decoupled_weight_decay = true;
-    c[n++].ac.weight_decay = 1e-2;
-    c[n] = (bench_case){"amsgrad", "adam", "amsgrad", true, 3, a, r};
-    c[n++].ac.amsgrad = true;
-    c[n++] = (bench_case){"rmsprop", "rmsprop", "plain", false, 1, a, r};
-    c[n] = (bench_case){"rmsprop_momentum", "rmsprop", "momentum", false, 2, a, r};
-    c[n++].rc.momentum = 0.9;
-    c[n] = (bench_case){"rmsprop_centered", "rmsprop", "centered", false, 2, a, r};
-    c[n++].rc.centered = true;
-    c[n] = (bench_case){"rmsprop_centered_momentum", "rmsprop", "centered_momentum", false, 3, a, r};
-    c[n].rc.centered = true;
-    c[n++].rc.momentum = 0.9;
-    return n;
-}
-
-/* Bytes one step moves per element: grad read, every written array read and written. */
-static int bytes_per_elem(const bench_case *c) { return 4 * (1 + 2 * (1 + c->nstate)); }
-
-/* The state pointers the step functions take. st[] holds nstate arrays in the case's order. */
-static fopt_status run_step(const bench_case *c, bool ref, int64_t step, size_t n, float *p,
-                            const float *g, float *const *st)
-{
-    if (c->adam) {
-        float *vmax = c->ac.amsgrad ? st[2] : NULL;
-        return ref ? fopt_adam_step_ref(&c->ac, step, n, p, g, st[0], st[1], vmax)
-                   : fopt_adam_step_cpu(&c->ac, step, n, p, g, st[0], st[1], vmax);
-    }
-    int k = 1;
-    float *buf = c->rc.momentum > 0 ? st[k++] : NULL;
-    float *ga = c->rc.centered ? st[k++] : NULL;
-    return ref ? fopt_rmsprop_step_ref(&c->rc, n, p, g, st[0], buf, ga)
-               : fopt_rmsprop_step_cpu(&c->rc, n, p, g, st[0], buf, ga);
-}
-
 /* ---- data ----------------------------------------------------------------------------------- */
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static inline uint64_t rng_next(void)
-{
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull; /* one stream through all cases */
 
-/* Non-zero values with magnitudes in [lo, hi), random sign unless `positive`. */
+/* Non-zero values with magnitudes in [lo, hi], random sign unless `positive`. */
 static void fill(float *x, size_t n, float lo, float hi, bool positive)
 {
     for (size_t i = 0; i < n; i++) {
-        uint64_t r = rng_next();
-        float u = (float)(r >> 40) * 0x1.0p-24f;
+        uint64_t r = bench_rng_next(&g_rng);
+        float u = bench_rng_unit(r);
         float v = lo + (hi - lo) * u;
         x[i] = (!positive && (r & 1)) ? -v : v;
     }
@@ -153,25 +65,8 @@ static float *alloc_floats(size_t n)
     size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
     float *p = aligned_alloc(64, bytes ? bytes : 64);
     if (!p)
-        die("out of memory for %zu floats", n);
+        bench_die("out of memory for %zu floats", n);
     return p;
-}
-
-static double max_rel_err(const float *a, const float *b, size_t n)
-{
-    double scale = 0, err = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) != isnan(b[i]))
-            return INFINITY;
-        if (isnan(a[i]))
-            continue;
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > err)
-            err = d;
-        if (fabs((double)b[i]) > scale)
-            scale = fabs((double)b[i]);
-    }
-    return err / (scale > 1e-30 ? scale : 1e-30);
 }
 
 /* ---- options -------------------------------------------------------------------------------- */
@@ -190,7 +85,7 @@ static size_t parse_size(const char *s)
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || v < 0)
-        die("bad size \"%s\"", s);
+        bench_die("bad size \"%s\"", s);
     double mul = 1;
     if (*end == 'K' || *end == 'k')
         mul = 1024, end++;
@@ -201,7 +96,7 @@ static size_t parse_size(const char *s)
     if (*end == '+') /* 1M+3 */
         return (size_t)(v * mul) + parse_size(end + 1);
     if (*end)
-        die("bad size \"%s\"", s);
+        bench_die("bad size \"%s\"", s);
     return (size_t)(v * mul);
 }
 
@@ -236,7 +131,7 @@ static void parse_options(int argc, char **argv, options *o)
 #define NEED_VAL                                                                                   \
     do {                                                                                           \
         if (!val)                                                                                  \
-            die("%s needs a value", a);                                                            \
+            bench_die("%s needs a value", a);                                                      \
         i++;                                                                                       \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -247,7 +142,7 @@ static void parse_options(int argc, char **argv, options *o)
             char *copy = strdup(val), *save = NULL;
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 if (o->nsizes == 16)
-                    die("at most 16 sizes");
+                    bench_die("at most 16 sizes");
                 o->sizes[o->nsizes++] = parse_size(t);
             }
             free(copy);
@@ -281,14 +176,14 @@ static void parse_options(int argc, char **argv, options *o)
             NEED_VAL;
             o->torch_script = val;
         } else {
-            die("unknown option %s (--help lists them)", a);
+            bench_die("unknown option %s (--help lists them)", a);
         }
 #undef NEED_VAL
     }
     if (o->nsizes == 0)
         o->sizes[o->nsizes++] = (size_t)16 << 20;
     if (o->reps < 1 || o->ref_reps < 0 || o->torch_reps < 1 || o->threads < 0)
-        die("bad repetition or thread count");
+        bench_die("bad repetition or thread count");
 }
 
 static bool case_selected(const options *o, const char *name)
@@ -309,12 +204,12 @@ static bool case_selected(const options *o, const char *name)
 /* ---- output --------------------------------------------------------------------------------- */
 static FILE *g_csv;
 
-static void csv_row(const bench_case *c, const char *impl, size_t n, double us, double pct,
+static void csv_row(const bench_variant *c, const char *impl, size_t n, double us, double pct,
                     double err)
 {
     if (!g_csv)
         return;
-    int bpe = bytes_per_elem(c);
+    int bpe = bench_bytes_per_elem(c);
     fprintf(g_csv, "%s,%s,%s,fp32,1,%zu,%.3f,%d,%.3f,", c->optimizer, c->variant, impl, n, us, bpe,
             (double)n * bpe / (us * 1e3));
     if (isnan(pct))
@@ -402,7 +297,7 @@ typedef struct case_result {
     double pct; /* median over repetitions of roofline time / fast time, in percent */
 } case_result;
 
-static case_result run_case(const options *o, const bench_case *c, size_t n)
+static case_result run_case(const options *o, const bench_variant *c, size_t n)
 {
     case_result res = {NAN, NAN, NAN, NAN, NAN};
     float *p = alloc_floats(n), *g = alloc_floats(n), *st[3] = {NULL, NULL, NULL};
@@ -410,7 +305,7 @@ static case_result run_case(const options *o, const bench_case *c, size_t n)
     fill(g, n, 1e-4f, 1e-1f, false);
     for (int k = 0; k < c->nstate; k++) {
         st[k] = alloc_floats(n);
-        bool second_moment = c->adam ? k >= 1 : k == 0; /* v, vmax; square_avg */
+        bool second_moment = c->is_adam ? k >= 1 : k == 0; /* v, vmax; square_avg */
         if (second_moment)
             fill(st[k], n, 1e-8f, 1e-4f, true);
         else
@@ -424,13 +319,13 @@ static case_result run_case(const options *o, const bench_case *c, size_t n)
         st2[k] = alloc_floats(n);
         memcpy(st2[k], st[k], n * sizeof(float));
     }
-    if (run_step(c, false, 1, n, p, g, st) != FOPT_SUCCESS ||
-        run_step(c, true, 1, n, p2, g, st2) != FOPT_SUCCESS)
-        die("%s step failed: %s", c->name, fopt_last_error());
-    res.err = max_rel_err(p, p2, n);
+    if (bench_cpu_step(c, false, 1, 0, n, p, g, st) != FOPT_SUCCESS ||
+        bench_cpu_step(c, true, 1, 0, n, p2, g, st2) != FOPT_SUCCESS)
+        bench_die("%s step failed: %s", c->name, fopt_last_error());
+    res.err = bench_max_rel_err(p, p2, n);
     for (int k = 0; k < c->nstate; k++) {
-        double e = max_rel_err(st[k], st2[k], n);
-        if (e > res.err)
+        double e = bench_max_rel_err(st[k], st2[k], n);
+        if (isnan(e) || e > res.err)
             res.err = e;
         free(st2[k]);
     }
@@ -442,16 +337,16 @@ static case_result run_case(const options *o, const bench_case *c, size_t n)
 
     int64_t step = 2;
     for (int w = 0; w < 2; w++) { /* warm-up */
-        run_step(c, false, step++, n, p, g, st);
+        bench_cpu_step(c, false, step++, 0, n, p, g, st);
         fopt_cpu_roofline(n, g, rw, nrw);
     }
     double *tf = malloc(sizeof(double) * (size_t)o->reps), *tr = malloc(sizeof(double) * (size_t)o->reps);
     for (int r = 0; r < o->reps; r++) {
-        double t0 = now_us();
-        run_step(c, false, step++, n, p, g, st);
-        double t1 = now_us();
+        double t0 = bench_now_us();
+        bench_cpu_step(c, false, step++, 0, n, p, g, st);
+        double t1 = bench_now_us();
         fopt_cpu_roofline(n, g, rw, nrw);
-        double t2 = now_us();
+        double t2 = bench_now_us();
         tf[r] = t1 - t0;
         tr[r] = t2 - t1;
     }
@@ -460,20 +355,20 @@ static case_result run_case(const options *o, const bench_case *c, size_t n)
     double *ratio = malloc(sizeof(double) * (size_t)o->reps);
     for (int r = 0; r < o->reps; r++)
         ratio[r] = 100.0 * tr[r] / tf[r];
-    res.pct = median(ratio, o->reps);
+    res.pct = bench_median(ratio, o->reps);
     free(ratio);
-    res.fast_us = median(tf, o->reps);
-    res.roof_us = median(tr, o->reps);
+    res.fast_us = bench_median(tf, o->reps);
+    res.roof_us = bench_median(tr, o->reps);
     free(tf);
     free(tr);
     if (o->ref_reps > 0) {
         double *t = malloc(sizeof(double) * (size_t)o->ref_reps);
         for (int r = 0; r < o->ref_reps; r++) {
-            double t0 = now_us();
-            run_step(c, true, step++, n, p, g, st);
-            t[r] = now_us() - t0;
+            double t0 = bench_now_us();
+            bench_cpu_step(c, true, step++, 0, n, p, g, st);
+            t[r] = bench_now_us() - t0;
         }
-        res.ref_us = median(t, o->ref_reps);
+        res.ref_us = bench_median(t, o->ref_reps);
         free(t);
     }
     free(p);
@@ -481,27 +376,6 @@ static case_result run_case(const options *o, const bench_case *c, size_t n)
     for (int k = 0; k < c->nstate; k++)
         free(st[k]);
     return res;
-}
-
-static void cpu_model(char *out, size_t size)
-{
-    snprintf(out, size, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *s = strchr(line, ':');
-            if (s) {
-                s += 1 + (s[1] == ' ');
-                s[strcspn(s, "\n")] = 0;
-                snprintf(out, size, "%s", s);
-            }
-            break;
-        }
-    }
-    fclose(f);
 }
 
 static void print_load(const char *when)
@@ -521,20 +395,16 @@ int main(int argc, char **argv)
     options o;
     parse_options(argc, argv, &o);
     if (o.threads > 0 && fopt_cpu_set_threads(o.threads) != FOPT_SUCCESS)
-        die("--threads: %s", fopt_last_error());
+        bench_die("--threads: %s", fopt_last_error());
     if (o.isa && fopt_cpu_force_isa(o.isa) != FOPT_SUCCESS)
-        die("--isa: %s", fopt_last_error());
+        bench_die("--isa: %s", fopt_last_error());
     if (o.csv) {
-        g_csv = fopen(o.csv, "w");
-        if (!g_csv)
-            die("cannot write %s: %s", o.csv, strerror(errno));
-        fprintf(g_csv, "optimizer,variant,impl,dtype,tensors,elements,median_us,bytes_per_elem,"
-                       "gb_per_s,pct_of_copy_bw,max_rel_err,device\n");
+        g_csv = bench_csv_open(o.csv);
     }
-    bench_case cases[8];
-    int ncases = make_cases(cases);
+    bench_variant cases[BENCH_MAX_VARIANTS];
+    int ncases = bench_make_variants(cases);
     char model[256];
-    cpu_model(model, sizeof model);
+    bench_cpu_model(model, sizeof model, "unknown");
     int threads = fopt_cpu_threads();
     printf("fusedopt %s fast CPU path: %s, %d threads, %ld online CPUs, %s\n", fopt_version(),
            fopt_cpu_isa(), threads, sysconf(_SC_NPROCESSORS_ONLN), model);
@@ -550,11 +420,11 @@ int main(int argc, char **argv)
                "GB/s", "%roof", "roof_us", "roofGB/s", "ref_us", "x_ref", "rel_err");
         double adam_fast_us = NAN, adam_roof_us = NAN;
         for (int ci = 0; ci < ncases; ci++) {
-            const bench_case *c = &cases[ci];
+            const bench_variant *c = &cases[ci];
             if (!case_selected(&o, c->name))
                 continue;
             case_result r = run_case(&o, c, n);
-            int bpe = bytes_per_elem(c);
+            int bpe = bench_bytes_per_elem(c);
             double gbs = (double)n * bpe / (r.fast_us * 1e3);
             double roof_gbs = (double)n * bpe / (r.roof_us * 1e3);
             double pct = r.pct;
@@ -580,7 +450,7 @@ int main(int argc, char **argv)
         if (o.torch && !isnan(adam_fast_us)) {
             torch_result t = run_torch(&o, n, threads);
             if (t.ok) {
-                const bench_case *c = &cases[0];
+                const bench_variant *c = &cases[0];
                 if (!isnan(t.single_us))
                     csv_row(c, "torch_cpu_single", n, t.single_us, 100.0 * adam_roof_us / t.single_us, NAN);
                 if (!isnan(t.foreach_us))

@@ -27,59 +27,26 @@
  * Without a CUDA device the GPU rows are skipped (said so at the top and the bottom) and the CPU
  * rows are still measured; the exit status is 0. With a device, a CUDA error exits non-zero. */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
 
+#include "bench_common.h"
 #include "bench_gpu.h"
 #include "fusedopt.h"
 
+const char bench_program[] = "fopt_bench";
+
 #define VALIDATION_STEPS 3
-#define MAX_VARIANTS 8
 
 /* ---- small utilities ------------------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    if (n <= 0)
-        return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "fopt_bench: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
 
 static void *xmalloc(size_t bytes)
 {
@@ -89,75 +56,11 @@ static void *xmalloc(size_t bytes)
     return p;
 }
 
-/* splitmix64: a fixed, fast stream; uniform in (-1, 1), never exactly zero. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
+/* Uniform in (-1, 1), never exactly zero. */
 static float rng_float(uint64_t *s)
 {
-    uint64_t r = rng_next(s);
-    float u = ((float)(r >> 40) + 0.5f) * (1.0f / 16777216.0f); /* (0, 1) */
+    float u = bench_rng_unit(bench_rng_next(s));
     return 2.0f * u - 1.0f == 0.0f ? 0.5f : 2.0f * u - 1.0f;
-}
-
-/* ---- optimizer variants --------------------------------------------------------------------- */
-
-typedef struct variant {
-    const char *key;       /* --optimizers name */
-    const char *optimizer; /* CSV: adam, adamw, rmsprop (the PyTorch class) */
-    const char *variant;   /* CSV: plain, amsgrad, momentum, centered, centered_momentum */
-    bool is_adam;
-    int bytes_per_elem;
-    fopt_adam_config adam;
-    fopt_rmsprop_config rms;
-} variant;
-
-static int make_variants(variant *v)
-{
-    int n = 0;
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_rmsprop_config r = fopt_rmsprop_config_default();
-
-    v[n] = (variant){"adam", "adam", "plain", true, 28, a, r};
-    n++;
-    v[n] = (variant){"adamw", "adamw", "plain", true, 28, a, r};
-    v[n].adam.decoupled_weight_decay = true;
-    v[n].adam.weight_decay = 1e-2;
-    n++;
-    v[n] = (variant){"amsgrad", "adam", "amsgrad", true, 36, a, r};
-    v[n].adam.amsgrad = true;
-    n++;
-    v[n] = (variant){"rmsprop", "rmsprop", "plain", false, 20, a, r};
-    n++;
-    v[n] = (variant){"rmsprop_momentum", "rmsprop", "momentum", false, 28, a, r};
-    v[n].rms.momentum = 0.9;
-    n++;
-    v[n] = (variant){"rmsprop_centered", "rmsprop", "centered", false, 28, a, r};
-    v[n].rms.centered = true;
-    n++;
-    v[n] = (variant){"rmsprop_centered_momentum", "rmsprop", "centered_momentum", false, 36, a, r};
-    v[n].rms.centered = true;
-    v[n].rms.momentum = 0.9;
-    n++;
-    return n;
-}
-
-/* State buffers i of a tensor starting at `off`, NULL where the variant keeps none. */
-static void state_ptrs(const variant *v, float *const st[3], size_t off, float *out[3])
-{
-    out[0] = st[0] + off;
-    if (v->is_adam) {
-        out[1] = st[1] + off;
-        out[2] = v->adam.amsgrad ? st[2] + off : NULL;
-    } else {
-        out[1] = v->rms.momentum > 0 ? st[1] + off : NULL;
-        out[2] = v->rms.centered ? st[2] + off : NULL;
-    }
 }
 
 /* ---- tensor lists --------------------------------------------------------------------------- */
@@ -190,7 +93,7 @@ static void list_alloc(tensor_list *L, size_t count)
     L->numel = calloc(count, sizeof *L->numel);
     L->offset = calloc(count, sizeof *L->offset);
     if (!L->numel || !L->offset)
-        die("out of host memory");
+        bench_die("out of host memory");
 }
 
 static void list_free(tensor_list *L)
@@ -243,7 +146,7 @@ static void list_small(tensor_list *L)
     snprintf(L->name, sizeof L->name, "small_10k");
     uint64_t s = 12345;
     for (size_t i = 0; i < L->count; i++)
-        L->numel[i] = 1 + (size_t)(rng_next(&s) % 4096);
+        L->numel[i] = 1 + (size_t)(bench_rng_next(&s) % 4096);
     list_finish(L);
 }
 
@@ -252,17 +155,8 @@ static double max_rel_err(const tensor_list *L, const float *a, const float *ref
 {
     double worst = 0.0;
     for (size_t t = 0; t < L->count; t++) {
-        const float *x = a + L->offset[t], *y = ref + L->offset[t];
-        double maxdiff = 0.0, maxref = 0.0;
-        for (size_t i = 0; i < L->numel[t]; i++) {
-            double d = fabs((double)x[i] - (double)y[i]), r = fabs((double)y[i]);
-            if (!(d <= maxdiff)) /* also catches NaN */
-                maxdiff = isnan(d) ? INFINITY : d;
-            if (r > maxref)
-                maxref = r;
-        }
-        double rel = maxref > 0 ? maxdiff / maxref : maxdiff;
-        if (isinf(maxdiff) || isnan(rel))
+        double rel = bench_max_rel_err(a + L->offset[t], ref + L->offset[t], L->numel[t]);
+        if (isnan(rel))
             return NAN;
         if (rel > worst)
             worst = rel;
@@ -282,7 +176,7 @@ typedef struct options {
     bool cpu_only;
     double time_budget; /* seconds; 0 = none */
     double case_budget; /* seconds per implementation and case */
-    bool selected[MAX_VARIANTS];
+    bool selected[BENCH_MAX_VARIANTS];
 } options;
 
 static void usage(FILE *f)
@@ -309,11 +203,11 @@ static int parse_int(const char *s, const char *what)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *end || v < 0 || v > 1000000)
-        die("bad value '%s' for %s", s, what);
+        bench_die("bad value '%s' for %s", s, what);
     return (int)v;
 }
 
-static void parse_options(int argc, char **argv, options *o, const variant *vars, int nvars)
+static void parse_options(int argc, char **argv, options *o, const bench_variant *vars, int nvars)
 {
     memset(o, 0, sizeof *o);
     o->min_log2 = 10;
@@ -330,7 +224,7 @@ static void parse_options(int argc, char **argv, options *o, const variant *vars
 #define NEED_VAL()                                                                          \
     do {                                                                                    \
         if (!val)                                                                           \
-            die("%s needs a value", a);                                                     \
+            bench_die("%s needs a value", a);                                               \
         i++;                                                                                \
     } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -352,12 +246,12 @@ static void parse_options(int argc, char **argv, options *o, const variant *vars
             NEED_VAL();
             o->log2_step = parse_int(val, a);
             if (o->log2_step < 1)
-                die("--log2-step must be >= 1");
+                bench_die("--log2-step must be >= 1");
         } else if (!strcmp(a, "--reps")) {
             NEED_VAL();
             o->reps = parse_int(val, a);
             if (o->reps < 1)
-                die("--reps must be >= 1");
+                bench_die("--reps must be >= 1");
         } else if (!strcmp(a, "--no-lists")) {
             o->lists = false;
         } else if (!strcmp(a, "--cpu-only")) {
@@ -372,25 +266,25 @@ static void parse_options(int argc, char **argv, options *o, const variant *vars
                     o->selected[k] = false;
                 char *copy = strdup(val);
                 if (!copy)
-                    die("out of host memory");
+                    bench_die("out of host memory");
                 for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
                     int k = 0;
-                    while (k < nvars && strcmp(tok, vars[k].key))
+                    while (k < nvars && strcmp(tok, vars[k].name))
                         k++;
                     if (k == nvars)
-                        die("unknown optimizer '%s' (see --help)", tok);
+                        bench_die("unknown optimizer '%s' (see --help)", tok);
                     o->selected[k] = true;
                 }
                 free(copy);
             }
         } else {
             usage(stderr);
-            die("unknown option '%s'", a);
+            bench_die("unknown option '%s'", a);
         }
 #undef NEED_VAL
     }
     if (o->max_log2 > 34)
-        die("--max-log2 %d is more than this benchmark allocates (34)", o->max_log2);
+        bench_die("--max-log2 %d is more than this benchmark allocates (34)", o->max_log2);
     if (o->quick) {
         if (o->reps > 20)
             o->reps = 20;
@@ -431,11 +325,12 @@ static void table_header(void)
            "%copy", "x_cpu", "x_ref", "max_rel_err", "host_us");
 }
 
-static void emit(output *out, const variant *v, const tensor_list *L, const result *r,
+static void emit(output *out, const bench_variant *v, const tensor_list *L, const result *r,
                  double cpu_us, double ref_us)
 {
+    int bpe = bench_bytes_per_elem(v);
     double secs = r->median_us * 1e-6;
-    double gbs = (double)L->total * v->bytes_per_elem / secs * 1e-9;
+    double gbs = (double)L->total * bpe / secs * 1e-9;
     double gelems = (double)L->total / secs * 1e-9;
     double pct = r->gpu && out->copy_gbs > 0 ? 100.0 * gbs / out->copy_gbs : NAN;
     double x_cpu = cpu_us / r->median_us, x_ref = ref_us / r->median_us;
@@ -458,7 +353,7 @@ static void emit(output *out, const variant *v, const tensor_list *L, const resu
     fflush(stdout);
     if (out->csv) {
         fprintf(out->csv, "%s,%s,%s,fp32,%zu,%zu,%.3f,%d,%.3f,", v->optimizer, v->variant, r->impl,
-                L->count, L->total, r->median_us, v->bytes_per_elem, gbs);
+                L->count, L->total, r->median_us, bpe, gbs);
         if (!isnan(pct))
             fprintf(out->csv, "%.2f", pct);
         fputc(',', out->csv);
@@ -519,20 +414,11 @@ static bool host_alloc(host_data *h, const tensor_list *L, bool gpu)
     return true;
 }
 
-static fopt_status cpu_step(const variant *v, bool ref, int64_t step, const tensor_list *L,
+static fopt_status cpu_step(const bench_variant *v, bool ref, int64_t step, const tensor_list *L,
                             host_data *h)
 {
     for (size_t t = 0; t < L->count; t++) {
-        size_t off = L->offset[t], n = L->numel[t];
-        float *s[3];
-        state_ptrs(v, h->st, off, s);
-        fopt_status st;
-        if (v->is_adam)
-            st = (ref ? fopt_adam_step_ref : fopt_adam_step_cpu)(&v->adam, step, n, h->p + off,
-                                                                 h->g + off, s[0], s[1], s[2]);
-        else
-            st = (ref ? fopt_rmsprop_step_ref : fopt_rmsprop_step_cpu)(
-                &v->rms, n, h->p + off, h->g + off, s[0], s[1], s[2]);
+        fopt_status st = bench_cpu_step(v, ref, step, L->offset[t], L->numel[t], h->p, h->g, h->st);
         if (st != FOPT_SUCCESS)
             return st;
     }
@@ -542,8 +428,8 @@ static fopt_status cpu_step(const variant *v, bool ref, int64_t step, const tens
 /* Runs the reference (ref) or the fast CPU path from the initial data; times every step. After
  * VALIDATION_STEPS steps the reference keeps its parameters in ref_p and the fast path compares
  * with them. */
-static void run_cpu(const variant *v, bool ref, const tensor_list *L, host_data *h, int max_steps,
-                    double budget, result *r)
+static void run_cpu(const bench_variant *v, bool ref, const tensor_list *L, host_data *h,
+                    int max_steps, double budget, result *r)
 {
     size_t bytes = L->padded * sizeof(float);
     memcpy(h->p, h->p0, bytes);
@@ -551,15 +437,15 @@ static void run_cpu(const variant *v, bool ref, const tensor_list *L, host_data 
         memset(h->st[i], 0, bytes);
     double *times = calloc((size_t)max_steps + VALIDATION_STEPS, sizeof *times);
     if (!times)
-        die("out of host memory");
+        bench_die("out of host memory");
     int n = 0;
-    double start = now_s();
+    double start = bench_now_s();
     for (int64_t step = 1;; step++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         fopt_status st = cpu_step(v, ref, step, L, h);
-        double t1 = now_s();
+        double t1 = bench_now_s();
         if (st != FOPT_SUCCESS)
-            die("%s step failed: %s (%s)", ref ? "reference" : "CPU", fopt_status_string(st),
+            bench_die("%s step failed: %s (%s)", ref ? "reference" : "CPU", fopt_status_string(st),
                 fopt_last_error());
         times[n++] = t1 - t0;
         if (step == VALIDATION_STEPS) {
@@ -571,7 +457,7 @@ static void run_cpu(const variant *v, bool ref, const tensor_list *L, host_data 
         if (step >= VALIDATION_STEPS && (n >= max_steps || t1 - start > budget))
             break;
     }
-    r->median_us = 1e6 * median(times, n);
+    r->median_us = 1e6 * bench_median(times, n);
     r->max_err = ref ? 0.0 : r->max_err;
     free(times);
 }
@@ -582,13 +468,14 @@ static void run_cpu(const variant *v, bool ref, const tensor_list *L, host_data 
     do {                                                                                    \
         cudaError_t err_ = (expr);                                                          \
         if (err_ != cudaSuccess)                                                            \
-            die("%s failed at %s:%d: %s", #expr, __FILE__, __LINE__, cudaGetErrorString(err_)); \
+            bench_die("%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,                  \
+                      cudaGetErrorString(err_));                                            \
     } while (0)
 
 #define BENCH_CHECK(expr)                                                                   \
     do {                                                                                    \
         if ((expr) != 0)                                                                    \
-            die("%s failed: %s", #expr, bench_gpu_error());                                 \
+            bench_die("%s failed: %s", #expr, bench_gpu_error());                           \
     } while (0)
 
 typedef struct gpu_ctx {
@@ -650,7 +537,7 @@ static void gpu_events(gpu_ctx *g, int pairs)
         return;
     cudaEvent_t *ev = realloc(g->ev, 2 * (size_t)pairs * sizeof *ev);
     if (!ev)
-        die("out of host memory");
+        bench_die("out of host memory");
     g->ev = ev;
     for (int i = 2 * g->ev_pairs; i < 2 * pairs; i++)
         CUDA_CHECK(cudaEventCreate(&g->ev[i]));
@@ -701,7 +588,7 @@ static double measure_copy_bw(gpu_ctx *g, size_t *bytes_out)
     CUDA_CHECK(cudaFree(src));
     CUDA_CHECK(cudaFree(dst));
     *bytes_out = bytes;
-    return 2.0 * (double)bytes / median(t, REPS) * 1e-9;
+    return 2.0 * (double)bytes / bench_median(t, REPS) * 1e-9;
 }
 
 typedef int (*gpu_step_fn)(void *ctx);
@@ -716,12 +603,12 @@ static int fused_step(void *p)
     fused_ctx *c = p;
     fopt_status st = fopt_step(c->opt, c->stream);
     if (st != FOPT_SUCCESS)
-        die("fopt_step: %s (%s)", fopt_status_string(st), fopt_last_error());
+        bench_die("fopt_step: %s (%s)", fopt_status_string(st), fopt_last_error());
     return 0;
 }
 
 typedef struct unfused_ctx {
-    const variant *v;
+    const bench_variant *v;
     const tensor_list *L;
     float *p, *g, *st[3];
     int64_t step;
@@ -735,13 +622,13 @@ static int unfused_step(void *p)
     for (size_t t = 0; t < c->L->count; t++) {
         size_t off = c->L->offset[t], n = c->L->numel[t];
         float *s[3];
-        state_ptrs(c->v, c->st, off, s);
+        bench_state_ptrs(c->v, c->st, off, s);
         int rc = c->v->is_adam ? bench_unfused_adam_step(c->u, &c->v->adam, c->step, n, c->p + off,
                                                          c->g + off, s[0], s[1], s[2])
                                : bench_unfused_rmsprop_step(c->u, &c->v->rms, n, c->p + off,
                                                             c->g + off, s[0], s[1], s[2]);
         if (rc)
-            die("unfused step: %s", bench_gpu_error());
+            bench_die("unfused step: %s", bench_gpu_error());
     }
     return 0;
 }
@@ -768,16 +655,16 @@ static void gpu_time(gpu_ctx *g, gpu_step_fn fn, void *ctx, bool flush, int max_
 
     double *dev = calloc((size_t)reps, sizeof *dev), *host = calloc((size_t)reps, sizeof *host);
     if (!dev || !host)
-        die("out of host memory");
+        bench_die("out of host memory");
     for (int i = 0; i < reps; i++) {
         if (flush)
             BENCH_CHECK(bench_l2_flush(g->flush_buf, g->flush_n, g->sink, g->stream));
         else
             BENCH_CHECK(bench_spin(20000, g->stream));
         CUDA_CHECK(cudaEventRecord(g->ev[2 * i], g->stream));
-        double t0 = now_s();
+        double t0 = bench_now_s();
         fn(ctx);
-        host[i] = now_s() - t0;
+        host[i] = bench_now_s() - t0;
         CUDA_CHECK(cudaEventRecord(g->ev[2 * i + 1], g->stream));
     }
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
@@ -786,8 +673,8 @@ static void gpu_time(gpu_ctx *g, gpu_step_fn fn, void *ctx, bool flush, int max_
         CUDA_CHECK(cudaEventElapsedTime(&ms, g->ev[2 * i], g->ev[2 * i + 1]));
         dev[i] = ms * 1e-3;
     }
-    r->median_us = 1e6 * median(dev, reps);
-    r->host_us = 1e6 * median(host, reps);
+    r->median_us = 1e6 * bench_median(dev, reps);
+    r->host_us = 1e6 * bench_median(host, reps);
     free(dev);
     free(host);
 }
@@ -839,14 +726,14 @@ static void run_gpu(gpu_ctx *g, gpu_step_fn fn, void *ctx, const tensor_list *L,
     gpu_time(g, fn, ctx, flush, o->reps, o->case_budget, r);
 }
 
-static void gpu_fused(gpu_ctx *g, const variant *v, const tensor_list *L, host_data *h,
+static void gpu_fused(gpu_ctx *g, const bench_variant *v, const tensor_list *L, host_data *h,
                       gpu_case *d, bool flush, const options *o, result *r)
 {
     size_t bytes = L->padded * sizeof(float);
     CUDA_CHECK(cudaMemcpyAsync(d->p, d->p0, bytes, cudaMemcpyDeviceToDevice, g->stream));
     fopt_tensor *t = calloc(L->count, sizeof *t);
     if (!t)
-        die("out of host memory");
+        bench_die("out of host memory");
     for (size_t i = 0; i < L->count; i++)
         t[i] = (fopt_tensor){d->p + L->offset[i], d->g + L->offset[i], L->numel[i], FOPT_FLOAT32};
     fused_ctx c = {NULL, g->stream};
@@ -854,13 +741,13 @@ static void gpu_fused(gpu_ctx *g, const variant *v, const tensor_list *L, host_d
                                 : fopt_rmsprop_create(&c.opt, &v->rms, t, L->count);
     free(t);
     if (st != FOPT_SUCCESS)
-        die("creating the %s optimizer: %s (%s)", v->key, fopt_status_string(st),
+        bench_die("creating the %s optimizer: %s (%s)", v->name, fopt_status_string(st),
             fopt_last_error());
     run_gpu(g, fused_step, &c, L, h, d, flush, o, r);
     fopt_destroy(c.opt);
 }
 
-static void gpu_unfused(gpu_ctx *g, const variant *v, const tensor_list *L, host_data *h,
+static void gpu_unfused(gpu_ctx *g, const bench_variant *v, const tensor_list *L, host_data *h,
                         gpu_case *d, bool flush, const options *o, result *r)
 {
     size_t bytes = L->padded * sizeof(float);
@@ -875,29 +762,6 @@ static void gpu_unfused(gpu_ctx *g, const variant *v, const tensor_list *L, host
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-static void cpu_name(char *buf, size_t size)
-{
-    snprintf(buf, size, "cpu");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (isspace((unsigned char)*c))
-                    c++;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(buf, size, "%s", c);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
-
 typedef struct summary_item {
     double worst_pct_big_adam; /* fp32 Adam, single tensor >= 2^26: the lowest % of copy bw */
     bool have_big_adam;
@@ -909,16 +773,16 @@ typedef struct summary_item {
 
 int main(int argc, char **argv)
 {
-    variant vars[MAX_VARIANTS];
-    int nvars = make_variants(vars);
+    bench_variant vars[BENCH_MAX_VARIANTS];
+    int nvars = bench_make_variants(vars);
     options o;
     parse_options(argc, argv, &o, vars, nvars);
-    double t_start = now_s();
+    double t_start = bench_now_s();
 
     output out;
     memset(&out, 0, sizeof out);
     char model[128];
-    cpu_name(model, sizeof model);
+    bench_cpu_model(model, sizeof model, "cpu");
     snprintf(out.cpu_device, sizeof out.cpu_device, "%s (%d threads %s)", model,
              fopt_cpu_threads(), fopt_cpu_isa());
     sanitize(out.cpu_device);
@@ -952,12 +816,7 @@ int main(int argc, char **argv)
            "momentum/centered 28, both 36), also for unfused_cublas\n\n");
 
     if (o.csv) {
-        out.csv = fopen(o.csv, "w");
-        if (!out.csv)
-            die("cannot write %s: %s", o.csv, strerror(errno));
-        fprintf(out.csv, "optimizer,variant,impl,dtype,tensors,elements,median_us,bytes_per_elem,"
-                         "gb_per_s,pct_of_copy_bw,max_rel_err,device\n");
-        fflush(out.csv);
+        out.csv = bench_csv_open(o.csv);
     }
 
     /* cases: the lists first, then single tensors from the largest down, so that the target
@@ -1014,19 +873,20 @@ int main(int argc, char **argv)
         for (int vi = 0; vi < nvars; vi++) {
             if (!o.selected[vi])
                 continue;
-            const variant *v = &vars[vi];
-            if (o.time_budget > 0 && now_s() - t_start > o.time_budget) {
+            const bench_variant *v = &vars[vi];
+            int bpe = bench_bytes_per_elem(v);
+            if (o.time_budget > 0 && bench_now_s() - t_start > o.time_budget) {
                 budget_hit = true;
                 break;
             }
             done++;
             if (tty) {
                 fprintf(stderr, "\r[%3d/%3d] %-26s %-10s %6.0f s elapsed ", done, total_items,
-                        v->key, L->name, now_s() - t_start);
-            } else if (now_s() - last_progress > 15.0) {
+                        v->name, L->name, bench_now_s() - t_start);
+            } else if (bench_now_s() - last_progress > 15.0) {
                 fprintf(stderr, "progress: %d/%d (%s %s), %.0f s elapsed\n", done, total_items,
-                        v->key, L->name, now_s() - t_start);
-                last_progress = now_s();
+                        v->name, L->name, bench_now_s() - t_start);
+                last_progress = bench_now_s();
             }
             result ref = {"cpu_ref", NAN, NAN, NAN, false};
             result cpu = {"cpu", NAN, NAN, NAN, false};
@@ -1035,7 +895,7 @@ int main(int argc, char **argv)
             result fused = {"fused", NAN, NAN, NAN, true};
             result unf = {"unfused_cublas", NAN, NAN, NAN, true};
             if (gpu_ok) {
-                bool flush = (double)L->total * v->bytes_per_elem < 4.0 * (double)g.l2_bytes;
+                bool flush = (double)L->total * bpe < 4.0 * (double)g.l2_bytes;
                 gpu_fused(&g, v, L, &h, &d, flush, &o, &fused);
                 gpu_unfused(&g, v, L, &h, &d, flush, &o, &unf);
             }
@@ -1048,8 +908,8 @@ int main(int argc, char **argv)
             emit(&out, v, L, &cpu, cpu.median_us, ref.median_us);
             emit(&out, v, L, &ref, cpu.median_us, ref.median_us);
 
-            if (gpu_ok && !strcmp(v->key, "adam")) {
-                double gbs = (double)L->total * v->bytes_per_elem / (fused.median_us * 1e-6) * 1e-9;
+            if (gpu_ok && !strcmp(v->name, "adam")) {
+                double gbs = (double)L->total * bpe / (fused.median_us * 1e-6) * 1e-9;
                 double pct = 100.0 * gbs / out.copy_gbs;
                 if (L->count == 1 && L->total >= ((size_t)1 << 26)) {
                     sum.have_big_adam = true;
@@ -1062,8 +922,8 @@ int main(int argc, char **argv)
                     sum.have_small = true;
                     sum.small_us = fused.median_us;
                     sum.small_host_us = fused.host_us;
-                    sum.small_over_us = fused.median_us - (double)L->total * v->bytes_per_elem /
-                                                              (out.copy_gbs * 1e9) * 1e6;
+                    sum.small_over_us =
+                        fused.median_us - (double)L->total * bpe / (out.copy_gbs * 1e9) * 1e6;
                 }
             }
         }
@@ -1076,7 +936,7 @@ int main(int argc, char **argv)
         printf("# time budget of %.0f s reached: the remaining cases were not run\n",
                o.time_budget);
 
-    printf("== summary (%.0f s) ==\n", now_s() - t_start);
+    printf("== summary (%.0f s) ==\n", bench_now_s() - t_start);
     if (!g.available) {
         printf("GPU rows SKIPPED: %s. The GPU figures are still to be taken on a GPU machine "
                "(scripts/gpu_check.sh).\n",

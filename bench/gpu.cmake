@@ -4,6 +4,7 @@
 # skipped.
 add_executable(fopt_bench
   ${CMAKE_CURRENT_LIST_DIR}/fopt_bench.c
+  ${CMAKE_CURRENT_LIST_DIR}/bench_common.c
   ${CMAKE_CURRENT_LIST_DIR}/unfused.cu)
 target_include_directories(fopt_bench PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_compile_options(fopt_bench PRIVATE

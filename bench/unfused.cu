@@ -44,21 +44,17 @@ static int fail(const char *fmt, ...)
     return -1;
 }
 
-#define CUDA_TRY(expr)                                                                      \
+/* Returns fail() from the calling function when `expr`, of type `type` and spelled `what`, is
+ * not `ok`; `text` names the status. */
+#define TRY(type, ok, text, expr, what)                                                     \
     do {                                                                                    \
-        cudaError_t err_ = (expr);                                                          \
-        if (err_ != cudaSuccess)                                                            \
-            return fail("%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,                \
-                        cudaGetErrorString(err_));                                          \
+        type st_ = (expr);                                                                  \
+        if (st_ != (ok))                                                                    \
+            return fail("%s failed at %s:%d: %s", what, __FILE__, __LINE__, text(st_));     \
     } while (0)
-
+#define CUDA_TRY(expr) TRY(cudaError_t, cudaSuccess, cudaGetErrorString, expr, #expr)
 #define BLAS_TRY(expr)                                                                      \
-    do {                                                                                    \
-        cublasStatus_t st_ = (expr);                                                        \
-        if (st_ != CUBLAS_STATUS_SUCCESS)                                                   \
-            return fail("%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,                \
-                        cublasGetStatusString(st_));                                        \
-    } while (0)
+    TRY(cublasStatus_t, CUBLAS_STATUS_SUCCESS, cublasGetStatusString, expr, #expr)
 
 /* ---- one-line elementwise kernels: one element per thread, grid-stride for huge n ---- */
 
