@@ -179,10 +179,11 @@ else
                /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   if [ -n "$sanitizer" ]; then
     plan 75 130
-    run_step memcheck "$OUT/sanitizer.log" "$sanitizer" --tool memcheck --target-processes all \
+    # FOPT_TEST_LIGHT: the random tensor lists shrink to 300 tensors under the sanitizers
+    run_step memcheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool memcheck --target-processes all \
       --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
     plan 60 115
-    run_step racecheck "$OUT/sanitizer.log" "$sanitizer" --tool racecheck --target-processes all \
+    run_step racecheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool racecheck --target-processes all \
       --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
   else
     skip_step memcheck "no compute-sanitizer"; skip_step racecheck "no compute-sanitizer"

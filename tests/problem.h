@@ -71,7 +71,8 @@ void test_layout_offset_pointers(test_case_runner run);
 /* sizes around FOPT_CHUNK, plus a 1M+3 tensor and 5 steps when `large` (else 3 steps) */
 void test_layout_chunk_boundaries(test_case_runner run, bool large);
 /* `count` tensors from test_random_layout (offsets on), over every variant or, when
- * !all_variants, plain Adam only */
+ * !all_variants, plain Adam only. FOPT_TEST_LIGHT=1 in the environment caps count at 300 (for
+ * runs under compute-sanitizer). */
 void test_layout_random_list(test_case_runner run, size_t count, size_t max_numel, int steps,
                              uint64_t seed, bool all_variants);
 
