@@ -137,7 +137,7 @@ FOPT_API fopt_rmsprop_config fopt_rmsprop_config_default(void);
  * ------------------------------------------------------------------------------------------- */
 
 /*! fopt_adam_step_ref() : one Adam/AdamW step. Updates param, exp_avg, exp_avg_sq and, with
- *  cfg->amsgrad, max_exp_avg_sq (must be NULL-free then; ignored otherwise). */
+ *  cfg->amsgrad, max_exp_avg_sq (required then, ignored otherwise). */
 FOPT_API fopt_status fopt_adam_step_ref(const fopt_adam_config *cfg, int64_t step, size_t n,
                                         float *param, const float *grad, float *exp_avg,
                                         float *exp_avg_sq, float *max_exp_avg_sq /* amsgrad only */);
