@@ -222,14 +222,11 @@ Test(kernels_host, chunks_beyond_two_to_the_32_elements_index_correctly)
                 .param = (float *)((uintptr_t)p->param[0] - shift),
                 .grad = (const float *)((uintptr_t)p->grad[0] - shift),
                 .numel = numel,
-                .aligned = 0,
+                .aligned = is_aligned16(p->param[0]) && is_aligned16(p->grad[0]) &&
+                           is_aligned16(st[0]) && is_aligned16(st[1]) && is_aligned16(st[2]),
             };
             for (int j = 0; j < FOPT_MAX_STATES; j++)
                 e.state[j] = st[j] ? (float *)((uintptr_t)st[j] - shift) : NULL;
-            e.aligned = ((uintptr_t)p->param[0] & 15u) == 0 && ((uintptr_t)p->grad[0] & 15u) == 0;
-            for (int j = 0; j < FOPT_MAX_STATES; j++)
-                if (st[j] && ((uintptr_t)st[j] & 15u) != 0)
-                    e.aligned = 0;
             fopt_chunk ch = {.tensor = 0, .chunk = chunk_ids[c]};
             fopt_table t = {.entries = &e, .chunks = &ch, .tensor_count = 1, .chunk_count = 1};
             for (int64_t step = 1; step <= 3; step++) {
