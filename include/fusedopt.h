@@ -61,10 +61,15 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------
  * Version
  * ------------------------------------------------------------------------------------------- */
+/* The only definition of the version: CMakeLists.txt reads these three lines for project(). */
 #define FOPT_VERSION_MAJOR 0
-#define FOPT_VERSION_MINOR 1
+#define FOPT_VERSION_MINOR 2
 #define FOPT_VERSION_PATCH 0
-#define FOPT_VERSION_STRING "0.1.0"
+#define FOPT_VERSION_STR_(x) #x
+#define FOPT_VERSION_STR(x) FOPT_VERSION_STR_(x)
+#define FOPT_VERSION_STRING                                                                        \
+    FOPT_VERSION_STR(FOPT_VERSION_MAJOR) "." FOPT_VERSION_STR(FOPT_VERSION_MINOR) "."              \
+        FOPT_VERSION_STR(FOPT_VERSION_PATCH)
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FOPT_VERSION_NUMBER (FOPT_VERSION_MAJOR * 10000 + FOPT_VERSION_MINOR * 100 + FOPT_VERSION_PATCH)
 
@@ -95,7 +100,35 @@ FOPT_API const char *fopt_status_string(fopt_status status);
 FOPT_API const char *fopt_last_error(void);
 
 /* ---------------------------------------------------------------------------------------------
+ * Storage types and mixed precision
+ *
+ * Parameters and gradients may be stored in fp32, fp16 or bf16; the element math is always fp32.
+ * Loads are exact upcasts; stores round to nearest-even (param to its dtype, states to
+ * state_dtype), unless stochastic rounding is asked for. docs/SEMANTICS.md, "Mixed precision".
+ * ------------------------------------------------------------------------------------------- */
+typedef enum fopt_dtype { FOPT_FLOAT32 = 0, FOPT_FLOAT16 = 1, FOPT_BFLOAT16 = 2 } fopt_dtype;
+
+typedef struct fopt_precision {
+    fopt_dtype state_dtype;   /* storage of every state buffer: FOPT_FLOAT32 (default) or
+                                 FOPT_BFLOAT16; FOPT_FLOAT16 gives FOPT_ERROR_NOT_SUPPORTED */
+    bool master_weights;      /* fp16/bf16 params: keep an fp32 master copy, step it, and write its
+                                 rounding to param (ignored for fp32 params) */
+    bool stochastic_rounding; /* bf16 params without master weights: round the new param
+                                 stochastically instead of to nearest-even */
+    bool master_remainder;    /* bf16 params with master weights: keep 16 bits per param which,
+                                 with the bf16 param, give the fp32 master exactly (2 B/param
+                                 instead of 4); the param is then the master rounded to nearest
+                                 with ties away from zero (docs/SEMANTICS.md says why) */
+    uint64_t seed;            /* stochastic rounding: the random bits are a pure function of
+                                 (seed, step, tensor index, element index) */
+} fopt_precision;
+
+/* ---------------------------------------------------------------------------------------------
  * Configurations (PyTorch defaults and semantics)
+ *
+ * ABI: fields are only ever appended to these structs, and a zero value of an appended field means
+ * the behaviour of the version before it. A config zero-initialised, or from _default(), then
+ * filled in by 0.1 code still means plain fp32. Always start from _default().
  * ------------------------------------------------------------------------------------------- */
 typedef struct fopt_adam_config {
     double lr;                   /* 1e-3, >= 0 and finite */
@@ -105,11 +138,15 @@ typedef struct fopt_adam_config {
     bool decoupled_weight_decay; /* false: L2 added to the gradient (Adam); true: AdamW */
     bool amsgrad;                /* false: true keeps the running max of the second moment */
     bool maximize;               /* false: true ascends the gradient */
+    /* 0.2 */
+    fopt_precision precision;    /* storage of params' master copy and states (all zero: fp32) */
+    bool capturable;             /* GPU optimizer: lr, step count and bias corrections live on the
+                                    device, so a CUDA graph may capture fopt_step/fopt_step_ex */
 } fopt_adam_config;
 
 /*! fopt_adam_config_default() : PyTorch's torch.optim.Adam defaults (lr 1e-3, betas 0.9 and
- *  0.999, eps 1e-8, no weight decay, AMSGrad and maximize off). For PyTorch's AdamW defaults set
- *  decoupled_weight_decay = true and weight_decay = 1e-2. */
+ *  0.999, eps 1e-8, no weight decay, AMSGrad and maximize off), fp32 states, not capturable. For
+ *  PyTorch's AdamW defaults set decoupled_weight_decay = true and weight_decay = 1e-2. */
 FOPT_API fopt_adam_config fopt_adam_config_default(void);
 
 typedef struct fopt_rmsprop_config {
@@ -120,11 +157,40 @@ typedef struct fopt_rmsprop_config {
     double momentum;     /* 0, >= 0; > 0 keeps a momentum buffer */
     bool centered;       /* false: true normalises by the estimated variance (keeps grad_avg) */
     bool maximize;       /* false: true ascends the gradient */
+    /* 0.2 */
+    fopt_precision precision; /* as in fopt_adam_config */
+    bool capturable;          /* as in fopt_adam_config */
 } fopt_rmsprop_config;
 
 /*! fopt_rmsprop_config_default() : PyTorch's torch.optim.RMSprop defaults (lr 1e-2, alpha 0.99,
- *  eps 1e-8, no weight decay, no momentum, not centered, maximize off). */
+ *  eps 1e-8, no weight decay, no momentum, not centered, maximize off), fp32 states. */
 FOPT_API fopt_rmsprop_config fopt_rmsprop_config_default(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Step options: AMP loss scaling, global-norm clipping, the inf/NaN check
+ *
+ * Pointers are host pointers for the CPU entry points and device pointers for fopt_step_ex().
+ * Order of operations on a grad: divide by *grad_scale, then multiply by the clip coefficient,
+ * then the optimizer's own math (maximize, weight decay, ...). The global statistics are computed
+ * in double in a fixed order (docs/SEMANTICS.md), so every path gives the same bits.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct fopt_step_options {
+    const float *grad_scale; /* scalar: every grad is divided by it first (AMP loss scale);
+                                NULL = none */
+    double max_grad_norm;    /* > 0: multiply every grad by min(1, max_grad_norm / (norm + 1e-6)),
+                                norm = global L2 norm of the unscaled grads; 0 = no clipping */
+    float *grad_norm;        /* out scalar: that global norm (before clipping); NULL = not wanted */
+    int32_t *found_inf;      /* out scalar: 1 if any unscaled grad is inf/NaN, and then nothing is
+                                updated (params, master, states, step count); else 0.
+                                NULL = no check */
+    /* appended (0.2) */
+    bool zero_grads;         /* write 0 to every grad after reading it (training code that
+                                accumulates into its grads); the grads must be writable */
+    const double *grad_sq_sum; /* the global sum of squares of the unscaled grads, reduced by
+                                  the caller across ranks (see fopt_grad_sq_sum()); when set it
+                                  replaces this call's own statistics for clipping, grad_norm and
+                                  found_inf (non-finite means found_inf). NULL = compute here */
+} fopt_step_options;
 
 /* ---------------------------------------------------------------------------------------------
  * CPU reference: the oracle. Scalar, single-threaded, host memory.
@@ -165,6 +231,57 @@ FOPT_API fopt_status fopt_rmsprop_step_cpu(const fopt_rmsprop_config *cfg, size_
                                            const float *grad, float *square_avg,
                                            float *momentum_buffer, float *grad_avg);
 
+/* ---------------------------------------------------------------------------------------------
+ * Multi-tensor CPU entry points (0.2): many tensors in one call, any storage type, step options.
+ * The _ref_multi functions are the reference; the _cpu_multi functions are the fast path (SIMD,
+ * all cores, the threads sharing the whole list), bit-identical to the reference. The flat fp32
+ * functions above are the one-tensor case of these and keep their results.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct fopt_host_tensor {
+    void *param;      /* host, in dtype, updated in place */
+    const void *grad; /* host, in dtype (written only with fopt_step_options.zero_grads) */
+    size_t numel;
+    fopt_dtype dtype; /* of param and grad */
+    void *master;     /* precision.master_weights and dtype != fp32: the fp32 master params (float),
+                         or with master_remainder numel uint16 remainders; the caller fills it before
+                         step 1 (the upcast of param, or zeros for remainders); else NULL */
+    void *state[3];   /* in precision.state_dtype, zeroed before step 1, NULL where unused.
+                         Adam: exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad).
+                         RMSprop: square_avg, momentum_buffer (momentum > 0), grad_avg (centered) */
+} fopt_host_tensor;
+
+/*! fopt_adam_step_ref_multi() : one Adam/AdamW step of every tensor (step counts from 1).
+ *  opts may be NULL (a plain step). With opts->found_inf set and a non-finite unscaled grad, writes
+ *  1 there and changes nothing else. Validation covers every tensor before anything is written;
+ *  fopt_last_error() names the tensor and the field. Buffers of a call must not overlap. */
+FOPT_API fopt_status fopt_adam_step_ref_multi(const fopt_adam_config *cfg, int64_t step,
+                                              const fopt_host_tensor *tensors, size_t count,
+                                              const fopt_step_options *opts);
+/*! fopt_adam_step_cpu_multi() : as fopt_adam_step_ref_multi(), fast. */
+FOPT_API fopt_status fopt_adam_step_cpu_multi(const fopt_adam_config *cfg, int64_t step,
+                                              const fopt_host_tensor *tensors, size_t count,
+                                              const fopt_step_options *opts);
+/*! fopt_rmsprop_step_ref_multi() : one RMSprop step of every tensor. step (>= 1) only feeds
+ *  stochastic rounding. Otherwise as fopt_adam_step_ref_multi(). */
+FOPT_API fopt_status fopt_rmsprop_step_ref_multi(const fopt_rmsprop_config *cfg, int64_t step,
+                                                 const fopt_host_tensor *tensors, size_t count,
+                                                 const fopt_step_options *opts);
+/*! fopt_rmsprop_step_cpu_multi() : as fopt_rmsprop_step_ref_multi(), fast. */
+FOPT_API fopt_status fopt_rmsprop_step_cpu_multi(const fopt_rmsprop_config *cfg, int64_t step,
+                                                 const fopt_host_tensor *tensors, size_t count,
+                                                 const fopt_step_options *opts);
+
+/*! fopt_grad_sq_sum_ref_multi() : the sum of squares, in double, of the unscaled grads
+ *  (grad / *grad_scale when grad_scale is not NULL) of every tensor, in the fixed order of
+ *  docs/SEMANTICS.md: the local partial of a sharded step, 8 bytes to all-reduce across ranks and
+ *  pass back as fopt_step_options.grad_sq_sum. Non-finite exactly when some unscaled grad is. Only
+ *  param-independent fields are read (grad, numel, dtype). */
+FOPT_API fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t count,
+                                                const float *grad_scale, double *sq_sum);
+/*! fopt_grad_sq_sum_cpu_multi() : as fopt_grad_sq_sum_ref_multi(), fast; the same bits. */
+FOPT_API fopt_status fopt_grad_sq_sum_cpu_multi(const fopt_host_tensor *tensors, size_t count,
+                                                const float *grad_scale, double *sq_sum);
+
 /*! fopt_cpu_set_threads() : the number of threads the fast CPU path uses; 0 restores the default
  *  (the FOPT_NUM_THREADS environment variable if set, else every core). Negative values give
  *  FOPT_ERROR_INVALID_VALUE. */
@@ -186,21 +303,25 @@ FOPT_API const char *fopt_cpu_isa(void);
  * until fopt_destroy. The optimizer belongs to the CUDA device that was current at creation;
  * its calls switch to that device and back when another one is current.
  * ------------------------------------------------------------------------------------------- */
-typedef enum fopt_dtype { FOPT_FLOAT32 = 0, FOPT_FLOAT16 = 1, FOPT_BFLOAT16 = 2 } fopt_dtype;
-
 typedef struct fopt_tensor {
     void *param;      /* device pointer, updated in place */
-    const void *grad; /* device pointer */
+    const void *grad; /* device pointer (written only with fopt_step_options.zero_grads) */
     size_t numel;     /* elements; 0 is allowed (the tensor is skipped) */
     fopt_dtype dtype; /* of param and grad; FOPT_FLOAT32 when zero-initialised */
+    /* 0.2 */
+    uint32_t group;   /* parameter group, < FOPT_MAX_GROUPS; 0 by default */
 } fopt_tensor;
+
+/* Parameter groups per optimizer. Each group has its own lr and weight decay; every other
+ * hyper-parameter is the config's. Still one launch per step, whatever the number of groups. */
+#define FOPT_MAX_GROUPS 64
 
 typedef struct fopt_optimizer fopt_optimizer;
 
 /*! fopt_adam_create() : an Adam/AdamW optimizer over `count` tensors, state zeroed, step 0.
  *  @return FOPT_SUCCESS and *out set; FOPT_ERROR_INVALID_VALUE for a NULL out/cfg/tensors, count
  *  0, a NULL or host pointer in a tensor with numel > 0, or a hyper-parameter out of range;
- *  FOPT_ERROR_NOT_SUPPORTED for a dtype other than FOPT_FLOAT32 (this version);
+ *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision mode the dtypes cannot use;
  *  FOPT_ERROR_NO_DEVICE without a CUDA device; FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
  *  On failure *out is untouched and nothing stays allocated. */
 FOPT_API fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
@@ -216,15 +337,53 @@ FOPT_API fopt_status fopt_rmsprop_create(fopt_optimizer **out, const fopt_rmspro
  *  The step counter advances only when the launch was enqueued. */
 FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
 
-/*! fopt_set_lr() : the learning rate for the following steps (for schedules). lr must be >= 0 and
- *  finite. Takes effect at the next fopt_step(); steps already enqueued keep theirs. */
+/*! fopt_step_ex() : fopt_step() with step options (opts may be NULL: fopt_step()). The option
+ *  pointers are device pointers, read and written in stream order, so no step synchronises with
+ *  the host. With clipping, grad_norm or found_inf, a statistics kernel reads every grad first (two
+ *  launches; one otherwise). A step that finds an inf/NaN updates nothing and does not count: the
+ *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back. */
+FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts,
+                                  cudaStream_t stream);
+
+/*! fopt_grad_sq_sum() : writes to the device double *sq_sum the sum of squares of the unscaled
+ *  grads of every bound tensor (grad / *grad_scale when grad_scale, a device pointer, is not NULL),
+ *  in the fixed order of docs/SEMANTICS.md: the local partial of a sharded step. Enqueued on
+ *  stream. */
+FOPT_API fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale,
+                                      double *sq_sum, cudaStream_t stream);
+
+/*! fopt_set_group_lr() : the lr of one parameter group (>= 0, finite) for the following steps.
+ *  Capturable optimizers write it to the device array of fopt_lr_device() (synchronising). */
+FOPT_API fopt_status fopt_set_group_lr(fopt_optimizer *opt, uint32_t group, double lr);
+
+/*! fopt_set_group_weight_decay() : the weight decay of one parameter group (>= 0, finite). */
+FOPT_API fopt_status fopt_set_group_weight_decay(fopt_optimizer *opt, uint32_t group,
+                                                 double weight_decay);
+
+/*! fopt_lr_device() : capturable optimizers: the device array of FOPT_MAX_GROUPS doubles holding
+ *  each group's lr, which a captured schedule kernel may write between steps; else NULL. */
+FOPT_API double *fopt_lr_device(fopt_optimizer *opt);
+
+/*! fopt_rebind() : new param/grad addresses for the same list (same count, and per tensor the
+ *  same numel, dtype and group), e.g. after a framework reallocated its gradients. Takes effect in
+ *  stream order: steps enqueued before on `stream` use the old addresses, later ones the new.
+ *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. */
+FOPT_API fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t count,
+                                 cudaStream_t stream);
+
+/*! fopt_set_lr() : the learning rate of every group for the following steps (for schedules). lr
+ *  must be >= 0 and finite. Takes effect at the next fopt_step(); steps already enqueued keep
+ *  theirs. Capturable optimizers write the device array (synchronising). */
 FOPT_API fopt_status fopt_set_lr(fopt_optimizer *opt, double lr);
 
-/*! fopt_step_count() : how many steps were taken (0 after creation); -1 for NULL. */
+/*! fopt_step_count() : how many steps were taken (0 after creation); -1 for NULL. When steps
+ *  with an inf/NaN check or capturable steps were enqueued, the count lives on the device and this
+ *  call synchronises with it to read it (-1 if that fails). */
 FOPT_API int64_t fopt_step_count(const fopt_optimizer *opt);
 
 /*! fopt_state_size() : bytes needed by fopt_state_save() for this optimizer (a checkpoint:
- *  header, step counter, learning rate and every state buffer); 0 for NULL. */
+ *  header, step counter, each group's lr and weight decay, the precision settings, every state
+ *  buffer and the fp32 master copy or remainders); 0 for NULL. */
 FOPT_API size_t fopt_state_size(const fopt_optimizer *opt);
 
 /*! fopt_state_save() : copies the optimizer's state into host_buf (size >= fopt_state_size()).
@@ -237,6 +396,31 @@ FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, 
  *  or corrupted buffer, another optimizer, tensor list or version) gives
  *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device. */
 FOPT_API fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size);
+
+/* State buffers by name, for fopt_state_copy(). Each optimizer keeps up to three states per
+ * tensor, in precision.state_dtype, plus the fp32 master copy (or 16-bit remainders) of fp16/bf16
+ * params with master weights. */
+typedef enum fopt_slot {
+    FOPT_SLOT_EXP_AVG = 0,         /* Adam */
+    FOPT_SLOT_EXP_AVG_SQ = 1,      /* Adam */
+    FOPT_SLOT_MAX_EXP_AVG_SQ = 2,  /* Adam, amsgrad */
+    FOPT_SLOT_SQUARE_AVG = 0,      /* RMSprop */
+    FOPT_SLOT_MOMENTUM_BUFFER = 1, /* RMSprop, momentum > 0 */
+    FOPT_SLOT_GRAD_AVG = 2,        /* RMSprop, centered */
+    FOPT_SLOT_MASTER = 3           /* master weights: float, or uint16 with master_remainder */
+} fopt_slot;
+
+/*! fopt_state_copy() : copies tensor `tensor`'s slice of one state buffer between the optimizer
+ *  and buf (host or device memory: numel elements of the slot's storage type). into_optimizer
+ *  false reads it out, true writes it in. Synchronises with the device. For moving state between
+ *  checkpoint formats (the Python package's state_dict). FOPT_ERROR_INVALID_VALUE for a tensor
+ *  index out of range or a slot the optimizer does not keep. */
+FOPT_API fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf,
+                                     bool into_optimizer);
+
+/*! fopt_set_step_count() : sets the step counter (>= 0), e.g. after loading a framework's
+ *  checkpoint with fopt_state_copy(). Synchronises with the device. */
+FOPT_API fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step);
 
 /*! fopt_destroy() : frees the optimizer and its device state. NULL is fine. Synchronises with the
  *  device before freeing, so enqueued steps finish first. */
