@@ -4,7 +4,8 @@
 add_executable(fopt_cpu_bench
   ${CMAKE_CURRENT_LIST_DIR}/cpu_bench.c
   ${CMAKE_CURRENT_LIST_DIR}/bench_common.c)
-target_include_directories(fopt_cpu_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_include_directories(fopt_cpu_bench PRIVATE ${PROJECT_SOURCE_DIR}/src/common
+  ${PROJECT_SOURCE_DIR}/src/cpu ${PROJECT_SOURCE_DIR}/kernels)
 target_compile_options(fopt_cpu_bench PRIVATE -Wall -Wextra -ffp-contract=off)
 target_compile_definitions(fopt_cpu_bench PRIVATE
   FOPT_TORCH_SCRIPT="${CMAKE_CURRENT_LIST_DIR}/torch_cpu_adam.py"

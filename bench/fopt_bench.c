@@ -735,7 +735,7 @@ static void gpu_fused(gpu_ctx *g, const bench_variant *v, const tensor_list *L, 
     if (!t)
         bench_die("out of host memory");
     for (size_t i = 0; i < L->count; i++)
-        t[i] = (fopt_tensor){d->p + L->offset[i], d->g + L->offset[i], L->numel[i], FOPT_FLOAT32};
+        t[i] = (fopt_tensor){d->p + L->offset[i], d->g + L->offset[i], L->numel[i], FOPT_FLOAT32, 0};
     fused_ctx c = {NULL, g->stream};
     fopt_status st = v->is_adam ? fopt_adam_create(&c.opt, &v->adam, t, L->count)
                                 : fopt_rmsprop_create(&c.opt, &v->rms, t, L->count);

@@ -11,15 +11,21 @@
  *   p  = p + s(-lr/(1 - beta1^t)) * m / (sqrt(vv)/s(sqrt(1 - beta2^t)) + s(eps))
  *
  * Built with --fmad=false: the same operations in the same order as the CPU reference, so the GPU
- * result is bit-identical to it (IEEE sqrt and division are nvcc's defaults). */
+ * result is bit-identical to it (IEEE sqrt and division are nvcc's defaults). Storage types,
+ * master weights and grad scaling are the memory side's (chunk.cuh); this is fp32 math only. */
 #include "chunk.cuh"
-#include "launch.h"
 
 namespace {
 
 template <bool AMSGRAD>
 struct AdamUpdate {
+    /* state slots: exp_avg, exp_avg_sq (+ max_exp_avg_sq) */
+    static constexpr unsigned states = (1u << FOPT_SLOT_EXP_AVG) | (1u << FOPT_SLOT_EXP_AVG_SQ) |
+                                       (AMSGRAD ? 1u << FOPT_SLOT_MAX_EXP_AVG_SQ : 0u);
+    static constexpr const char *name = AMSGRAD ? "adam_amsgrad_step" : "adam_step";
     fopt_adam_scalars s;
+
+    FOPT_HD explicit AdamUpdate(const fopt_group_scalars &g) : s(g.adam) {}
 
     FOPT_HD void operator()(float &p, float grad, float (&st)[FOPT_MAX_STATES]) const
     {
@@ -29,44 +35,28 @@ struct AdamUpdate {
         else if (s.l2)
             g = g + s.weight_decay * p;
 
-        const float m_old = st[0];
+        const float m_old = st[FOPT_SLOT_EXP_AVG];
         const float m = s.lerp_from_end ? g - (g - m_old) * s.lerp_1mw : m_old + s.lerp_w * (g - m_old);
-        const float v = st[1] * s.beta2 + s.one_minus_beta2 * g * g;
+        const float v = st[FOPT_SLOT_EXP_AVG_SQ] * s.beta2 + s.one_minus_beta2 * g * g;
         float vv = v;
         if (AMSGRAD) {
-            const float vmax = st[2];
+            const float vmax = st[FOPT_SLOT_MAX_EXP_AVG_SQ];
             vv = (vmax != vmax || vmax > v) ? vmax : v; /* NaN wins, as torch.maximum */
-            st[2] = vv;
+            st[FOPT_SLOT_MAX_EXP_AVG_SQ] = vv;
         }
         const float denom = sqrtf(vv) / s.bc2_sqrt + s.eps;
         p = p + s.neg_step_size * m / denom;
-        st[0] = m;
-        st[1] = v;
+        st[FOPT_SLOT_EXP_AVG] = m;
+        st[FOPT_SLOT_EXP_AVG_SQ] = v;
     }
 };
 
-constexpr unsigned kAdamMask = 0x3u;
-constexpr unsigned kAmsgradMask = 0x7u;
-
 } // namespace
 
-extern "C" unsigned fopt_adam_state_mask(const fopt_adam_scalars *s)
+extern "C" fopt_kernel fopt_adam_step_kernel(fopt_storage param, fopt_storage state,
+                                             fopt_master_mode master, unsigned variant)
 {
-    return s->amsgrad ? kAmsgradMask : kAdamMask;
-}
-
-extern "C" cudaError_t fopt_adam_launch(const fopt_table *table, const fopt_adam_scalars *s,
-                                        cudaStream_t stream)
-{
-    if (s->amsgrad)
-        return fopt_chunk_launch<kAmsgradMask>(*table, AdamUpdate<true>{*s}, stream);
-    return fopt_chunk_launch<kAdamMask>(*table, AdamUpdate<false>{*s}, stream);
-}
-
-extern "C" void fopt_adam_run_on_host(const fopt_table *table, const fopt_adam_scalars *s)
-{
-    if (s->amsgrad)
-        fopt_chunk_run_on_host<kAmsgradMask>(*table, AdamUpdate<true>{*s});
-    else
-        fopt_chunk_run_on_host<kAdamMask>(*table, AdamUpdate<false>{*s});
+    if (variant & 1u)
+        return fopt_step_kernel_select<AdamUpdate<true>>(param, state, master);
+    return fopt_step_kernel_select<AdamUpdate<false>>(param, state, master);
 }

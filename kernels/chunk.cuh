@@ -1,164 +1,359 @@
-/* The memory-access half of every optimizer kernel: which elements a thread visits and how they
- * are loaded and stored. The math half is a small functor per optimizer (kernels/adam.cu,
- * kernels/rmsprop.cu) called once per element.
+/* The memory-access half of every optimizer step kernel: which elements a thread visits, how each
+ * typed slot is loaded and stored, and what happens to a grad before the math. The math half is a
+ * small functor per optimizer (kernels/adam.cu, kernels/rmsprop.cu) called once per element on
+ * fp32 registers: update(p, g, state[3]).
  *
- * Block b updates chunk b of the table: FOPT_CHUNK consecutive elements of one tensor. When every
- * pointer of the tensor is 16-byte aligned the block walks the chunk in float4 (16-byte loads and
- * stores, coalesced across the warp), ILP float4 per array in flight per thread before the first
- * use; the last numel % 4 elements and tensors with any unaligned pointer take the scalar path.
- * Only the state buffers in MASK are loaded or stored, so no variant pays for a buffer it does not
- * keep.
+ * Block b updates chunk b of its launch: 2^chunk_shift consecutive elements of one table entry.
+ * When every used slot of the entry is 16-byte aligned the block walks the chunk in packets of
+ * W = 16 / sizeof(param) elements: each array moves in 16-byte accesses (8-byte for bf16 states
+ * beside fp32 params, two 16-byte ones for fp32 arrays beside 16-bit params), coalesced across
+ * the warp, ILP packets per array in flight per thread before the first use. The tail and entries
+ * with an unaligned slot take the scalar path. Storage types are template parameters (one
+ * instantiation per combination a launch uses), so loads are sized per type and only the slots a
+ * variant keeps are touched.
  *
- * fopt_chunk_body is a __host__ __device__ function of (block, thread, launch arguments): the
- * __global__ kernels are thin wrappers, and the tests call it for every block and thread on the
- * CPU. It uses no shared memory and no barriers, so any thread order is a valid execution. */
+ * Per element: p from the param (upcast), the fp32 master, or the bf16 param plus its remainder;
+ * g upcast, divided by *grad_scale, multiplied by the clip coefficient; states upcast; the functor;
+ * then stores rounded to each slot's type (nearest-even; stochastic for bf16 params when asked).
+ *
+ * fopt_step_body is a __host__ __device__ function of (block, thread, launch arguments): the
+ * __global__ kernel is a thin wrapper, and the emulated device and the tests call it for every
+ * block and thread on the CPU. It uses no shared memory and no barriers, so any thread order is a
+ * valid execution. */
 #ifndef FUSEDOPT_CHUNK_CUH
 #define FUSEDOPT_CHUNK_CUH
 
 #include <stdint.h>
 
+#include <type_traits>
+
 #include <cuda_runtime.h>
 
-#include "multi_tensor.h"
+#include "dtype.h"
+#include "launch.h"
 
 #define FOPT_HD __host__ __device__ __forceinline__
 
-/* float4 loads in flight per array per thread. */
-#define FOPT_ILP 4
+static_assert(sizeof(fopt_tensor_entry) == 80, "host and device must agree on the table layout");
+static_assert(sizeof(fopt_step_args) <= 4096, "launch arguments must fit the classic 4 KB limit");
 
-static_assert(FOPT_CHUNK % 4 == 0, "chunks must start float4-aligned");
-static_assert(sizeof(fopt_tensor_entry) == 56, "host and device must agree on the table layout");
+/* ---- storage types ---- */
+struct fopt_f32_t {
+    typedef float T;
+    static FOPT_HD float up(T x) { return x; }
+    static FOPT_HD T down(float x) { return x; }
+};
+struct fopt_f16_t {
+    typedef uint16_t T;
+    static FOPT_HD float up(T x) { return fopt_f16_to_f32(x); }
+    static FOPT_HD T down(float x) { return fopt_f32_to_f16(x); }
+};
+struct fopt_bf16_t {
+    typedef uint16_t T;
+    static FOPT_HD float up(T x) { return fopt_bf16_to_f32(x); }
+    static FOPT_HD T down(float x) { return fopt_f32_to_bf16(x); }
+};
 
-template <unsigned MASK>
-FOPT_HD void fopt_load_state4(float4 (&dst)[FOPT_MAX_STATES], float *const *src, int64_t i)
-{
+/* W elements of T moved as one 8-, 16- or 32-byte packet (llm.c's Packed128, any width). */
+template <class T, int W>
+struct fopt_packet {
+    static constexpr int bytes = W * (int)sizeof(T);
+    static_assert(bytes == 8 || bytes == 16 || bytes == 32, "packets are 8, 16 or 32 bytes");
+    typedef typename std::conditional<bytes == 8, uint2, uint4>::type word;
+    static constexpr int words = bytes == 8 ? 1 : bytes / 16;
+    union {
+        word w[words];
+        T v[W];
+    };
+    FOPT_HD void load(const T *base, int64_t i)
+    {
+        const word *src = reinterpret_cast<const word *>(base) + i * words;
 #pragma unroll
-    for (int k = 0; k < FOPT_MAX_STATES; k++)
-        if (MASK & (1u << k))
-            dst[k] = reinterpret_cast<const float4 *>(src[k])[i];
-}
-
-template <unsigned MASK>
-FOPT_HD void fopt_store_state4(float *const *dst, const float4 (&src)[FOPT_MAX_STATES], int64_t i)
-{
-#pragma unroll
-    for (int k = 0; k < FOPT_MAX_STATES; k++)
-        if (MASK & (1u << k))
-            reinterpret_cast<float4 *>(dst[k])[i] = src[k];
-}
-
-/* One element through the update functor: loads, update(p, g, state), stores. */
-template <unsigned MASK, class Update>
-FOPT_HD void fopt_scalar_element(const Update &update, float *p, const float *g,
-                                 float *const *st, int64_t i)
-{
-    float s[FOPT_MAX_STATES] = {0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int k = 0; k < FOPT_MAX_STATES; k++)
-        if (MASK & (1u << k))
-            s[k] = st[k][i];
-    float pv = p[i];
-    update(pv, g[i], s);
-    p[i] = pv;
-#pragma unroll
-    for (int k = 0; k < FOPT_MAX_STATES; k++)
-        if (MASK & (1u << k))
-            st[k][i] = s[k];
-}
-
-/* The four lanes of a float4 group through the update functor. */
-template <unsigned MASK, class Update>
-FOPT_HD void fopt_vector_update(const Update &update, float4 &p, const float4 &g,
-                                float4 (&st)[FOPT_MAX_STATES])
-{
-    float s[FOPT_MAX_STATES] = {0.0f, 0.0f, 0.0f};
-#define FOPT_LANE(c)                                                                               \
-    do {                                                                                           \
-        _Pragma("unroll") for (int k = 0; k < FOPT_MAX_STATES; k++) if (MASK & (1u << k))          \
-            s[k] = st[k].c;                                                                        \
-        update(p.c, g.c, s);                                                                       \
-        _Pragma("unroll") for (int k = 0; k < FOPT_MAX_STATES; k++) if (MASK & (1u << k))          \
-            st[k].c = s[k];                                                                        \
-    } while (0)
-    FOPT_LANE(x);
-    FOPT_LANE(y);
-    FOPT_LANE(z);
-    FOPT_LANE(w);
-#undef FOPT_LANE
-}
-
-template <unsigned MASK, class Update>
-FOPT_HD void fopt_chunk_body(uint32_t block, uint32_t thread, const fopt_table &table,
-                             const Update &update)
-{
-    const fopt_chunk c = table.chunks[block];
-    const fopt_tensor_entry &e = table.entries[c.tensor];
-    const int64_t begin = (int64_t)c.chunk * FOPT_CHUNK;
-    const int64_t left = e.numel - begin;
-    const int64_t len = left < FOPT_CHUNK ? left : FOPT_CHUNK;
-
-    float *const p = e.param + begin;
-    const float *const g = e.grad + begin;
-    float *st[FOPT_MAX_STATES];
-#pragma unroll
-    for (int k = 0; k < FOPT_MAX_STATES; k++)
-        st[k] = (MASK & (1u << k)) ? e.state[k] + begin : nullptr;
-    float *const *cst = st;
-
-    int64_t scalar_from = 0;
-    if (e.aligned) {
-        const int64_t nvec = len / 4;
-        const float4 *g4 = reinterpret_cast<const float4 *>(g);
-        float4 *p4 = reinterpret_cast<float4 *>(p);
-        for (int64_t base = thread; base < nvec; base += (int64_t)FOPT_ILP * FOPT_BLOCK_THREADS) {
-            float4 rp[FOPT_ILP], rg[FOPT_ILP], rs[FOPT_ILP][FOPT_MAX_STATES];
-#pragma unroll
-            for (int u = 0; u < FOPT_ILP; u++) {
-                const int64_t i = base + (int64_t)u * FOPT_BLOCK_THREADS;
-                if (i < nvec) {
-                    rp[u] = p4[i];
-                    rg[u] = g4[i];
-                    fopt_load_state4<MASK>(rs[u], cst, i);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < FOPT_ILP; u++) {
-                const int64_t i = base + (int64_t)u * FOPT_BLOCK_THREADS;
-                if (i < nvec) {
-                    fopt_vector_update<MASK>(update, rp[u], rg[u], rs[u]);
-                    p4[i] = rp[u];
-                    fopt_store_state4<MASK>(cst, rs[u], i);
-                }
-            }
-        }
-        scalar_from = nvec * 4;
+        for (int k = 0; k < words; k++)
+            w[k] = src[k];
     }
-    for (int64_t i = scalar_from + thread; i < len; i += FOPT_BLOCK_THREADS)
-        fopt_scalar_element<MASK>(update, p, g, cst, i);
+    FOPT_HD void store(T *base, int64_t i) const
+    {
+        word *dst = reinterpret_cast<word *>(base) + i * words;
+#pragma unroll
+        for (int k = 0; k < words; k++)
+            dst[k] = w[k];
+    }
+};
+
+/* What happens to a raw grad before the math, and to the new param after it. */
+struct fopt_grad_prep {
+    float scale, clip;
+    bool use_scale, use_clip;
+    FOPT_HD float operator()(float g) const
+    {
+        if (use_scale)
+            g = g / scale;
+        if (use_clip)
+            g = g * clip;
+        return g;
+    }
+};
+
+template <class P, class S, int MASTER, class Update>
+struct fopt_step_walker {
+    typedef typename P::T PT;
+    typedef typename S::T ST;
+    typedef typename std::conditional<MASTER == FOPT_MASTER_F32, float, uint16_t>::type MT;
+    static constexpr unsigned STATES = Update::states; /* bits: fopt_slot 0..2 */
+    static constexpr int W = 16 / (int)sizeof(PT);      /* elements per packet */
+    static constexpr int ILP = W == 4 ? 4 : 2;          /* packets in flight per array */
+    static constexpr bool SR_POSSIBLE = std::is_same<P, fopt_bf16_t>::value && MASTER == FOPT_MASTER_NONE;
+    static_assert(MASTER == FOPT_MASTER_NONE || !std::is_same<P, fopt_f32_t>::value, "fp32 keeps no master");
+    static_assert(MASTER != FOPT_MASTER_REMAINDER || std::is_same<P, fopt_bf16_t>::value, "remainders need bf16");
+
+    PT *param;
+    PT *grad;
+    MT *master;
+    ST *st[FOPT_MAX_STATES];
+    fopt_grad_prep prep;
+    bool stochastic, zero_grads;
+    uint64_t sr_key;
+    int64_t first_index; /* index in its tensor of element 0 of the chunk */
+
+    /* The new param stored to its slots. */
+    FOPT_HD void store_param(float p, PT &param_out, MT &master_out, int64_t i) const
+    {
+        if constexpr (MASTER == FOPT_MASTER_F32) {
+            master_out = p;
+            param_out = P::down(p);
+        } else if constexpr (MASTER == FOPT_MASTER_REMAINDER) {
+            uint16_t rem;
+            fopt_remainder_encode(p, &param_out, &rem);
+            master_out = rem;
+        } else if constexpr (SR_POSSIBLE) {
+            param_out = stochastic ? fopt_f32_to_bf16_sr(p, fopt_sr_random16(sr_key, (uint64_t)(first_index + i)))
+                                   : P::down(p);
+        } else {
+            (void)master_out;
+            (void)i;
+            param_out = P::down(p);
+        }
+    }
+
+    FOPT_HD float load_param(PT param_in, MT master_in) const
+    {
+        if constexpr (MASTER == FOPT_MASTER_F32) {
+            (void)param_in;
+            return (float)master_in;
+        } else if constexpr (MASTER == FOPT_MASTER_REMAINDER) {
+            return fopt_remainder_decode(param_in, (uint16_t)master_in);
+        } else {
+            (void)master_in;
+            return P::up(param_in);
+        }
+    }
+
+    /* One element through the functor: scalar loads and stores. */
+    FOPT_HD void scalar_element(const Update &update, int64_t i) const
+    {
+        float s[FOPT_MAX_STATES] = {0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int k = 0; k < FOPT_MAX_STATES; k++)
+            if (STATES & (1u << k))
+                s[k] = S::up(st[k][i]);
+        PT pin = MASTER == FOPT_MASTER_F32 ? PT(0) : param[i];
+        MT min_ = MASTER != FOPT_MASTER_NONE ? master[i] : MT(0);
+        float p = load_param(pin, min_);
+        float g = prep(P::up(grad[i]));
+        if (zero_grads)
+            grad[i] = PT(0);
+        update(p, g, s);
+        PT pout;
+        MT mout;
+        store_param(p, pout, mout, i);
+        param[i] = pout;
+        if (MASTER != FOPT_MASTER_NONE)
+            master[i] = mout;
+#pragma unroll
+        for (int k = 0; k < FOPT_MAX_STATES; k++)
+            if (STATES & (1u << k))
+                st[k][i] = S::down(s[k]);
+    }
+
+    /* Chunk elements [0, len): packets of W where aligned, then the scalar tail. */
+    FOPT_HD void walk(const Update &update, uint32_t thread, int64_t len, bool aligned) const
+    {
+        int64_t scalar_from = 0;
+        if (aligned) {
+            const int64_t npk = len / W;
+            for (int64_t base = thread; base < npk; base += (int64_t)ILP * FOPT_BLOCK_THREADS) {
+                fopt_packet<PT, W> pp[ILP], gp[ILP];
+                fopt_packet<MT, W> mp[ILP];
+                fopt_packet<ST, W> sp[ILP][FOPT_MAX_STATES];
+#pragma unroll
+                for (int u = 0; u < ILP; u++) {
+                    const int64_t i = base + (int64_t)u * FOPT_BLOCK_THREADS;
+                    if (i < npk) {
+                        if (MASTER != FOPT_MASTER_F32)
+                            pp[u].load(param, i);
+                        gp[u].load(grad, i);
+                        if (MASTER != FOPT_MASTER_NONE)
+                            mp[u].load(master, i);
+#pragma unroll
+                        for (int k = 0; k < FOPT_MAX_STATES; k++)
+                            if (STATES & (1u << k))
+                                sp[u][k].load(st[k], i);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < ILP; u++) {
+                    const int64_t i = base + (int64_t)u * FOPT_BLOCK_THREADS;
+                    if (i < npk) {
+#pragma unroll
+                        for (int l = 0; l < W; l++) {
+                            float s[FOPT_MAX_STATES] = {0.0f, 0.0f, 0.0f};
+#pragma unroll
+                            for (int k = 0; k < FOPT_MAX_STATES; k++)
+                                if (STATES & (1u << k))
+                                    s[k] = S::up(sp[u][k].v[l]);
+                            float p = load_param(MASTER == FOPT_MASTER_F32 ? PT(0) : pp[u].v[l],
+                                                 MASTER != FOPT_MASTER_NONE ? mp[u].v[l] : MT(0));
+                            float g = prep(P::up(gp[u].v[l]));
+                            update(p, g, s);
+                            store_param(p, pp[u].v[l], mp[u].v[l], i * W + l);
+#pragma unroll
+                            for (int k = 0; k < FOPT_MAX_STATES; k++)
+                                if (STATES & (1u << k))
+                                    sp[u][k].v[l] = S::down(s[k]);
+                        }
+                        pp[u].store(param, i);
+                        if (MASTER != FOPT_MASTER_NONE)
+                            mp[u].store(master, i);
+#pragma unroll
+                        for (int k = 0; k < FOPT_MAX_STATES; k++)
+                            if (STATES & (1u << k))
+                                sp[u][k].store(st[k], i);
+                        if (zero_grads) {
+#pragma unroll
+                            for (int l = 0; l < W; l++)
+                                gp[u].v[l] = PT(0);
+                            gp[u].store(grad, i);
+                        }
+                    }
+                }
+            }
+            scalar_from = npk * W;
+        }
+        for (int64_t i = scalar_from + thread; i < len; i += FOPT_BLOCK_THREADS)
+            scalar_element(update, i);
+    }
+};
+
+template <class P, class S, int MASTER, class Update>
+FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_args &a)
+{
+    typedef fopt_step_walker<P, S, MASTER, Update> Walker;
+    if (a.stats && a.stats->skip)
+        return;
+    const fopt_chunk c = a.table.chunks[block];
+    const fopt_tensor_entry &e = a.table.entries[c.entry];
+    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
+    const Update update(sc->group[e.group]);
+    const int64_t begin = (int64_t)c.chunk << a.table.chunk_shift;
+    const int64_t left = e.numel - begin, size = (int64_t)1 << a.table.chunk_shift;
+    const int64_t len = left < size ? left : size;
+
+    Walker w;
+    w.param = static_cast<typename Walker::PT *>(e.slot[FOPT_TS_PARAM]) + begin;
+    w.grad = static_cast<typename Walker::PT *>(e.slot[FOPT_TS_GRAD]) + begin;
+    w.master = MASTER != FOPT_MASTER_NONE ? static_cast<typename Walker::MT *>(e.slot[FOPT_TS_MASTER]) + begin
+                                          : nullptr;
+#pragma unroll
+    for (int k = 0; k < FOPT_MAX_STATES; k++)
+        w.st[k] = (Walker::STATES & (1u << k)) ? static_cast<typename Walker::ST *>(e.slot[FOPT_TS_STATE0 + k]) + begin
+                                               : nullptr;
+    w.prep.use_scale = a.grad_scale != nullptr;
+    w.prep.scale = a.grad_scale ? *a.grad_scale : 1.0f;
+    w.prep.use_clip = a.clip != 0;
+    w.prep.clip = a.clip ? a.stats->clip_coef : 1.0f;
+    w.zero_grads = a.zero_grads != 0;
+    w.stochastic = Walker::SR_POSSIBLE && sc->stochastic;
+    w.sr_key = w.stochastic ? fopt_sr_key(sc->seed, sc->step, e.tensor) : 0;
+    w.first_index = e.elem_offset + begin;
+    w.walk(update, thread, len, (e.flags & FOPT_ENTRY_ALIGNED) != 0);
 }
 
-/* Runs a kernel body for every block and thread of a launch, on the CPU. */
-template <unsigned MASK, class Update>
-void fopt_chunk_run_on_host(const fopt_table &table, const Update &update)
+/* ---- the two entry points of a step kernel ---- */
+
+template <class P, class S, int MASTER, class Update>
+void fopt_step_run_on_host(const void *args)
 {
-    for (uint32_t b = 0; b < table.chunk_count; b++)
+    const fopt_step_args &a = *static_cast<const fopt_step_args *>(args);
+    for (uint32_t b = 0; b < a.table.chunk_count; b++)
         for (uint32_t t = 0; t < FOPT_BLOCK_THREADS; t++)
-            fopt_chunk_body<MASK>(b, t, table, update);
+            fopt_step_body<P, S, MASTER, Update>(b, t, a);
 }
 
-template <unsigned MASK, class Update>
-__global__ void __launch_bounds__(FOPT_BLOCK_THREADS) fopt_chunk_kernel(const fopt_table table, const Update update)
+#ifndef FOPT_DEVICE_EMULATION
+template <class P, class S, int MASTER, class Update>
+__global__ void __launch_bounds__(FOPT_BLOCK_THREADS, 2) fopt_step_kernel(const __grid_constant__ fopt_step_args a)
 {
-    fopt_chunk_body<MASK>(blockIdx.x, threadIdx.x, table, update);
+    fopt_step_body<P, S, MASTER, Update>(blockIdx.x, threadIdx.x, a);
 }
 
-template <unsigned MASK, class Update>
-cudaError_t fopt_chunk_launch(const fopt_table &table, const Update &update, cudaStream_t stream)
+template <class P, class S, int MASTER, class Update>
+cudaError_t fopt_step_launch(const void *args, cudaStream_t stream)
 {
-    if (table.chunk_count == 0)
+    const fopt_step_args &a = *static_cast<const fopt_step_args *>(args);
+    if (a.table.chunk_count == 0)
         return cudaSuccess;
-    fopt_chunk_kernel<MASK><<<table.chunk_count, FOPT_BLOCK_THREADS, 0, stream>>>(table, update);
+    fopt_step_kernel<P, S, MASTER, Update><<<a.table.chunk_count, FOPT_BLOCK_THREADS, 0, stream>>>(a);
     return cudaGetLastError();
+}
+#define FOPT_STEP_LAUNCH(P, S, M, U) (&fopt_step_launch<P, S, M, U>)
+#else
+/* The emulated device runs kernels on the host only; no device code is built. */
+#define FOPT_STEP_LAUNCH(P, S, M, U) nullptr
+#endif
+
+template <class P, class S, int MASTER, class Update>
+fopt_kernel fopt_step_kernel_of()
+{
+    fopt_kernel k = {FOPT_STEP_LAUNCH(P, S, MASTER, Update), &fopt_step_run_on_host<P, S, MASTER, Update>,
+                     sizeof(fopt_step_args), Update::name};
+    return k;
+}
+
+/* The kernel for a runtime combination of storage types (every combination a config can ask
+ * for; an empty fopt_kernel for the rest, which validation rejects first). */
+template <class Update>
+fopt_kernel fopt_step_kernel_select(fopt_storage param, fopt_storage state, fopt_master_mode master)
+{
+    const bool sbf = state == FOPT_ST_BF16;
+    switch (param) {
+    case FOPT_ST_F32:
+        if (master == FOPT_MASTER_NONE)
+            return sbf ? fopt_step_kernel_of<fopt_f32_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
+                       : fopt_step_kernel_of<fopt_f32_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
+        break;
+    case FOPT_ST_F16:
+        if (master == FOPT_MASTER_NONE)
+            return sbf ? fopt_step_kernel_of<fopt_f16_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
+                       : fopt_step_kernel_of<fopt_f16_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
+        if (master == FOPT_MASTER_F32)
+            return sbf ? fopt_step_kernel_of<fopt_f16_t, fopt_bf16_t, FOPT_MASTER_F32, Update>()
+                       : fopt_step_kernel_of<fopt_f16_t, fopt_f32_t, FOPT_MASTER_F32, Update>();
+        break;
+    case FOPT_ST_BF16:
+        if (master == FOPT_MASTER_NONE)
+            return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
+                       : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
+        if (master == FOPT_MASTER_F32)
+            return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_F32, Update>()
+                       : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_F32, Update>();
+        return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_REMAINDER, Update>()
+                   : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_REMAINDER, Update>();
+    default:
+        break;
+    }
+    fopt_kernel none = {nullptr, nullptr, 0, nullptr};
+    return none;
 }
 
 #endif

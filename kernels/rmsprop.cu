@@ -13,15 +13,22 @@
  *
  * The centered variance is clamped at 0 where rounding makes it negative (PyTorch gives NaN
  * there); a NaN variance stays NaN. Built with --fmad=false, so the result is bit-identical to
- * the CPU reference. */
+ * the CPU reference. Storage types, master weights and grad scaling are the memory side's
+ * (chunk.cuh); this is fp32 math only. */
 #include "chunk.cuh"
-#include "launch.h"
 
 namespace {
 
 template <bool MOMENTUM, bool CENTERED>
 struct RmspropUpdate {
+    /* state slots: square_avg (+ momentum_buffer) (+ grad_avg) */
+    static constexpr unsigned states = (1u << FOPT_SLOT_SQUARE_AVG) |
+                                       (MOMENTUM ? 1u << FOPT_SLOT_MOMENTUM_BUFFER : 0u) |
+                                       (CENTERED ? 1u << FOPT_SLOT_GRAD_AVG : 0u);
+    static constexpr const char *name = "rmsprop_step";
     fopt_rmsprop_scalars s;
+
+    FOPT_HD explicit RmspropUpdate(const fopt_group_scalars &g) : s(g.rmsprop) {}
 
     FOPT_HD void operator()(float &p, float grad, float (&st)[FOPT_MAX_STATES]) const
     {
@@ -29,66 +36,40 @@ struct RmspropUpdate {
         if (s.l2)
             g = g + s.weight_decay * p;
 
-        const float v = st[0] * s.alpha + s.one_minus_alpha * g * g;
+        const float v = st[FOPT_SLOT_SQUARE_AVG] * s.alpha + s.one_minus_alpha * g * g;
         float avg;
         if (CENTERED) {
-            const float ga_old = st[2];
+            const float ga_old = st[FOPT_SLOT_GRAD_AVG];
             const float ga = s.lerp_from_end ? g - (g - ga_old) * s.lerp_1mw
                                              : ga_old + s.one_minus_alpha * (g - ga_old);
             const float var = v - ga * ga;
             avg = sqrtf(var < 0.0f ? 0.0f : var);
-            st[2] = ga;
+            st[FOPT_SLOT_GRAD_AVG] = ga;
         } else {
             avg = sqrtf(v);
         }
         avg = avg + s.eps;
 
         if (MOMENTUM) {
-            const float buf = st[1] * s.momentum + g / avg;
-            st[1] = buf;
+            const float buf = st[FOPT_SLOT_MOMENTUM_BUFFER] * s.momentum + g / avg;
+            st[FOPT_SLOT_MOMENTUM_BUFFER] = buf;
             p = p + s.neg_lr * buf;
         } else {
             p = p + s.neg_lr * g / avg;
         }
-        st[0] = v;
+        st[FOPT_SLOT_SQUARE_AVG] = v;
     }
 };
 
-template <bool MOMENTUM, bool CENTERED>
-constexpr unsigned mask() { return 0x1u | (MOMENTUM ? 0x2u : 0u) | (CENTERED ? 0x4u : 0u); }
-
-/* The four variants: template<bool MOMENTUM, bool CENTERED> calls, chosen by the scalars. */
-template <bool M, bool C>
-cudaError_t launch(const fopt_table &table, const fopt_rmsprop_scalars &s, cudaStream_t stream)
-{
-    return fopt_chunk_launch<mask<M, C>()>(table, RmspropUpdate<M, C>{s}, stream);
-}
-
-template <bool M, bool C>
-void run_on_host(const fopt_table &table, const fopt_rmsprop_scalars &s)
-{
-    fopt_chunk_run_on_host<mask<M, C>()>(table, RmspropUpdate<M, C>{s});
-}
-
 } // namespace
 
-extern "C" unsigned fopt_rmsprop_state_mask(const fopt_rmsprop_scalars *s)
+extern "C" fopt_kernel fopt_rmsprop_step_kernel(fopt_storage param, fopt_storage state,
+                                                fopt_master_mode master, unsigned variant)
 {
-    return 0x1u | (s->use_momentum ? 0x2u : 0u) | (s->centered ? 0x4u : 0u);
-}
-
-extern "C" cudaError_t fopt_rmsprop_launch(const fopt_table *table, const fopt_rmsprop_scalars *s,
-                                           cudaStream_t stream)
-{
-    if (s->use_momentum)
-        return s->centered ? launch<true, true>(*table, *s, stream) : launch<true, false>(*table, *s, stream);
-    return s->centered ? launch<false, true>(*table, *s, stream) : launch<false, false>(*table, *s, stream);
-}
-
-extern "C" void fopt_rmsprop_run_on_host(const fopt_table *table, const fopt_rmsprop_scalars *s)
-{
-    if (s->use_momentum)
-        s->centered ? run_on_host<true, true>(*table, *s) : run_on_host<true, false>(*table, *s);
-    else
-        s->centered ? run_on_host<false, true>(*table, *s) : run_on_host<false, false>(*table, *s);
+    switch (variant & 3u) {
+    case 1u: return fopt_step_kernel_select<RmspropUpdate<true, false>>(param, state, master);
+    case 2u: return fopt_step_kernel_select<RmspropUpdate<false, true>>(param, state, master);
+    case 3u: return fopt_step_kernel_select<RmspropUpdate<true, true>>(param, state, master);
+    default: return fopt_step_kernel_select<RmspropUpdate<false, false>>(param, state, master);
+    }
 }

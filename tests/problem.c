@@ -31,6 +31,31 @@ const test_variant test_variants[] = {
 };
 const size_t test_variant_count = sizeof test_variants / sizeof test_variants[0];
 
+const fopt_desc *test_variant_desc(const test_variant *v)
+{
+    return v->adam ? &fopt_adam_desc : &fopt_rmsprop_desc;
+}
+
+fopt_any_config test_variant_config(const test_variant *v)
+{
+    return fopt_cfg_copy(test_variant_desc(v), v->adam ? (const void *)&v->a : (const void *)&v->r);
+}
+
+fopt_host_tensor *test_problem_host_tensors(const test_problem *p, float *const *const state[FOPT_MAX_STATES])
+{
+    fopt_host_tensor *t = calloc(p->count ? p->count : 1, sizeof *t);
+    cr_assert_not_null(t);
+    for (size_t k = 0; k < p->count; k++) {
+        t[k].param = p->param[k];
+        t[k].grad = p->grad[k];
+        t[k].numel = p->numel[k];
+        t[k].dtype = FOPT_FLOAT32;
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            t[k].state[j] = state[j] ? state[j][k] : NULL;
+    }
+    return t;
+}
+
 static void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size);
@@ -53,13 +78,8 @@ test_problem *test_problem_make(const test_variant *v, const size_t *numel, cons
     p->v = v;
     p->count = count;
     p->rng = test_rng_make(seed);
-    if (v->adam) {
-        fopt_adam_scalars s = fopt_adam_scalars_make(&v->a, 1);
-        p->mask = fopt_adam_state_mask(&s);
-    } else {
-        fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&v->r);
-        p->mask = fopt_rmsprop_state_mask(&s);
-    }
+    fopt_any_config cfg = test_variant_config(v);
+    p->mask = test_variant_desc(v)->states(&cfg);
     p->numel = xcalloc(count, sizeof *p->numel);
     p->param = xcalloc(count, sizeof(float *));
     p->grad = xcalloc(count, sizeof(float *));

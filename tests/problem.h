@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "fusedopt.h"
+#include "internal.h"
 #include "multi_tensor.h"
 #include "util.h"
 
@@ -16,6 +17,10 @@ typedef struct test_variant {
     fopt_adam_config a;
     fopt_rmsprop_config r;
 } test_variant;
+
+/* The descriptor and the generic config of a variant. */
+const fopt_desc *test_variant_desc(const test_variant *v);
+fopt_any_config test_variant_config(const test_variant *v);
 
 /* Every optimizer variant the kernels must serve (each flag, and the other lerp form). */
 extern const test_variant test_variants[];
@@ -29,7 +34,7 @@ typedef struct test_problem {
     float **param_base, **grad_base;
     float **ref_param;             /* reference copy of every parameter */
     float **ref_state[FOPT_MAX_STATES]; /* reference state, NULL for buffers the variant lacks */
-    unsigned mask;                 /* state buffers of the variant (launch.h) */
+    unsigned mask;                 /* state slots of the variant (bits of fopt_slot) */
     test_rng rng;
 } test_problem;
 
@@ -43,6 +48,9 @@ void test_problem_free(test_problem *p);
 void test_problem_new_grads(test_problem *p);
 /* One reference step (step counts from 1) of every tensor's reference copy. */
 void test_problem_ref_step(test_problem *p, int64_t step);
+/* fopt_host_tensor list over the problem's param/grad pointers, states state[j][k] (state[j] NULL
+ * where the variant keeps none); caller frees. */
+fopt_host_tensor *test_problem_host_tensors(const test_problem *p, float *const *const state[FOPT_MAX_STATES]);
 /* fopt_tensor list over the problem's param/grad pointers (caller frees). */
 fopt_tensor *test_problem_tensors(const test_problem *p);
 

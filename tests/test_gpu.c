@@ -1,18 +1,18 @@
-/* The real kernels on a CUDA device, through the public optimizer API, against the CPU reference:
+/* The real kernels on a CUDA device (or the emulated device of an emulated build), through the
+ * public optimizer API, against the CPU reference:
  * every variant, odd sizes, offset pointers, chunk boundaries, thousands of tensors, 25 steps;
  * guard bands around every tensor must stay untouched. Checkpoints, learning-rate changes, streams
- * and device-side argument checks. Every test reports SKIP on a machine without a CUDA device. */
+ * and device-side argument checks. Every test reports SKIP on a machine without a CUDA device. All
+ * device memory goes through the device layer (src/gpu/device.h), so the same code runs on both. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
-#include <cuda_runtime_api.h>
 
+#include "device.h"
 #include "fusedopt.h"
 #include "internal.h"
-#include "launch.h"
 #include "problem.h"
-#include "table.h"
 
 static void require_device(void)
 {
@@ -26,7 +26,7 @@ TestSuite(gpu_state, .init = require_device);
 #define CUDA_OK(expr)                                                                              \
     do {                                                                                           \
         cudaError_t e_ = (expr);                                                                   \
-        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, cudaGetErrorString(e_));                    \
+        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, fopt_dev_error_string(e_));                    \
     } while (0)
 
 #define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
@@ -63,16 +63,16 @@ static void device_layout_make(device_layout *d, const test_problem *p)
         at += ((off + p->numel[k] + 15) / 16) * 16 + GUARD;
     }
     d->floats = at;
-    CUDA_OK(cudaMalloc((void **)&d->param, d->floats * sizeof(float)));
-    CUDA_OK(cudaMalloc((void **)&d->grad, d->floats * sizeof(float)));
+    CUDA_OK(fopt_dev_malloc((void **)&d->param, d->floats * sizeof(float)));
+    CUDA_OK(fopt_dev_malloc((void **)&d->grad, d->floats * sizeof(float)));
     uint32_t *host = malloc(d->floats * sizeof(float));
     cr_assert_not_null(host);
     poison_fill(host, d->floats);
     for (size_t k = 0; k < p->count; k++)
         memcpy(host + d->pos[k], p->param[k], p->numel[k] * sizeof(float));
-    CUDA_OK(cudaMemcpy(d->param, host, d->floats * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_OK(fopt_dev_memcpy(d->param, host, d->floats * sizeof(float)));
     poison_fill(host, d->floats);
-    CUDA_OK(cudaMemcpy(d->grad, host, d->floats * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_OK(fopt_dev_memcpy(d->grad, host, d->floats * sizeof(float)));
     free(host);
     for (size_t k = 0; k < p->count; k++) {
         /* grad offsets: the problem's grad misalignment applied to the grad block */
@@ -85,8 +85,8 @@ static void device_layout_make(device_layout *d, const test_problem *p)
 
 static void device_layout_free(device_layout *d)
 {
-    cudaFree(d->param);
-    cudaFree(d->grad);
+    fopt_dev_free(d->param);
+    fopt_dev_free(d->grad);
     free(d->pos);
     free(d->tensors);
 }
@@ -94,8 +94,7 @@ static void device_layout_free(device_layout *d)
 static void upload_grads(const device_layout *d, const test_problem *p, cudaStream_t stream)
 {
     for (size_t k = 0; k < p->count; k++)
-        CUDA_OK(cudaMemcpyAsync((void *)d->tensors[k].grad, p->grad[k], p->numel[k] * sizeof(float),
-                                cudaMemcpyHostToDevice, stream));
+        CUDA_OK(fopt_dev_memcpy_async((void *)d->tensors[k].grad, p->grad[k], p->numel[k] * sizeof(float), stream));
 }
 
 static fopt_optimizer *create_for(const test_problem *p, const fopt_tensor *t)
@@ -108,22 +107,17 @@ static fopt_optimizer *create_for(const test_problem *p, const fopt_tensor *t)
     return opt;
 }
 
-/* Copies the optimizer's state out through a checkpoint; returns the payload (buffers in mask
- * order, floats_per_state floats each) and the saved blob in *blob. */
-static float *state_payload(fopt_optimizer *opt, const test_problem *p, size_t *floats_per_state,
-                            unsigned char **blob)
+/* The optimizer's state slices of tensor k, copied out (fp32 states): out[j] for every kept slot. */
+static void state_of(fopt_optimizer *opt, const test_problem *p, size_t k, float *out[FOPT_MAX_STATES])
 {
-    size_t chunks;
-    fopt_tensor *t = test_problem_tensors(p);
-    FOPT_OK(fopt_table_plan(t, p->count, floats_per_state, &chunks));
-    free(t);
-    size_t size = fopt_state_size(opt);
-    size_t state_bytes = fopt_state_count(p->mask) * *floats_per_state * sizeof(float);
-    cr_assert_geq(size, state_bytes);
-    *blob = malloc(size);
-    cr_assert_not_null(*blob);
-    FOPT_OK(fopt_state_save(opt, *blob, size));
-    return (float *)(*blob + (size - state_bytes));
+    for (int j = 0; j < FOPT_MAX_STATES; j++) {
+        out[j] = NULL;
+        if (!(p->mask & (1u << j)))
+            continue;
+        out[j] = malloc((p->numel[k] ? p->numel[k] : 1) * sizeof(float));
+        cr_assert_not_null(out[j]);
+        FOPT_OK(fopt_state_copy(opt, k, (fopt_slot)j, out[j], false));
+    }
 }
 
 /* Runs `steps` steps on the device and on the reference; compares every tensor, checks guards. */
@@ -135,34 +129,28 @@ static void run_gpu_case(const test_variant *v, const size_t *numel, const unsig
     device_layout_make(&d, p);
     fopt_optimizer *opt = create_for(p, d.tensors);
     cudaStream_t stream;
-    CUDA_OK(cudaStreamCreate(&stream));
+    CUDA_OK(fopt_dev_stream_create(&stream));
     for (int64_t t = 1; t <= steps; t++) {
         test_problem_new_grads(p);
         upload_grads(&d, p, stream);
         FOPT_OK(fopt_step(opt, stream));
         test_problem_ref_step(p, t);
-        CUDA_OK(cudaStreamSynchronize(stream)); /* grads on the host are rewritten next step */
+        CUDA_OK(fopt_dev_stream_synchronize(stream)); /* grads on the host are rewritten next step */
     }
     cr_expect_eq(fopt_step_count(opt), steps);
 
     uint32_t *params = malloc(d.floats * sizeof(float));
     cr_assert_not_null(params);
-    CUDA_OK(cudaMemcpy(params, d.param, d.floats * sizeof(float), cudaMemcpyDeviceToHost));
-    size_t fps;
-    unsigned char *blob;
-    float *payload = state_payload(opt, p, &fps, &blob);
-
+    CUDA_OK(fopt_dev_memcpy(params, d.param, d.floats * sizeof(float)));
     uint32_t worst_ulp = 0;
-    size_t slice = 0;
     for (size_t k = 0; k < count; k++) {
-        float *state[FOPT_MAX_STATES] = {NULL, NULL, NULL};
-        for (int j = 0, used = 0; j < FOPT_MAX_STATES; j++)
-            if (p->mask & (1u << j))
-                state[j] = payload + (size_t)(used++) * fps + slice;
+        float *state[FOPT_MAX_STATES];
+        state_of(opt, p, k, state);
         uint32_t ulp = test_problem_check(p, k, (const float *)(params + d.pos[k]), state, "gpu");
         if (ulp > worst_ulp)
             worst_ulp = ulp;
-        slice += (p->numel[k] + 3) & ~(size_t)3;
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            free(state[j]);
     }
     /* Everything outside the tensors is still poison: no write strayed. */
     size_t k = 0;
@@ -175,10 +163,9 @@ static void run_gpu_case(const test_variant *v, const size_t *numel, const unsig
     }
     cr_expect_eq(worst_ulp, 0u, "%s: GPU differs from the reference by %u ulp", v->name, worst_ulp);
 
-    free(blob);
     free(params);
     fopt_destroy(opt);
-    CUDA_OK(cudaStreamDestroy(stream));
+    CUDA_OK(fopt_dev_stream_destroy(stream));
     device_layout_free(&d);
     test_problem_free(p);
 }
@@ -211,25 +198,25 @@ Test(gpu, ten_thousand_tensors_step_in_one_call)
 Test(gpu, empty_tensors_in_the_list_are_skipped)
 {
     float *d;
-    CUDA_OK(cudaMalloc((void **)&d, 16 * sizeof(float)));
-    CUDA_OK(cudaMemset(d, 0, 16 * sizeof(float)));
-    fopt_tensor t[3] = {{NULL, NULL, 0, FOPT_FLOAT32}, {d, d + 8, 8, FOPT_FLOAT32}, {NULL, NULL, 0, FOPT_FLOAT32}};
+    CUDA_OK(fopt_dev_malloc((void **)&d, 16 * sizeof(float)));
+    CUDA_OK(fopt_dev_memset(d, 0, 16 * sizeof(float)));
+    fopt_tensor t[3] = {{NULL, NULL, 0, FOPT_FLOAT32, 0}, {d, d + 8, 8, FOPT_FLOAT32, 0}, {NULL, NULL, 0, FOPT_FLOAT32, 0}};
     fopt_optimizer *opt;
     fopt_adam_config a = fopt_adam_config_default();
     FOPT_OK(fopt_adam_create(&opt, &a, t, 3));
     FOPT_OK(fopt_step(opt, 0));
-    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(fopt_dev_synchronize());
     cr_expect_eq(fopt_step_count(opt), 1);
     fopt_destroy(opt);
-    cudaFree(d);
+    fopt_dev_free(d);
 }
 
 Test(gpu, create_rejects_host_memory_and_changes_nothing)
 {
     float host[8] = {0};
     float *d;
-    CUDA_OK(cudaMalloc((void **)&d, 8 * sizeof(float)));
-    fopt_tensor t = {host, d, 8, FOPT_FLOAT32};
+    CUDA_OK(fopt_dev_malloc((void **)&d, 8 * sizeof(float)));
+    fopt_tensor t = {host, d, 8, FOPT_FLOAT32, 0};
     fopt_optimizer *opt = (fopt_optimizer *)(uintptr_t)0x1;
     fopt_adam_config a = fopt_adam_config_default();
     cr_expect_eq(fopt_adam_create(&opt, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
@@ -237,8 +224,8 @@ Test(gpu, create_rejects_host_memory_and_changes_nothing)
     t.grad = host;
     cr_expect_eq(fopt_adam_create(&opt, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(opt, (fopt_optimizer *)(uintptr_t)0x1);
-    cr_expect_eq(cudaGetLastError(), cudaSuccess, "a failed create left a CUDA error behind");
-    cudaFree(d);
+    cr_expect_eq(fopt_dev_last_error(), cudaSuccess, "a failed create left a CUDA error behind");
+    fopt_dev_free(d);
 }
 
 /* ---- learning rate and checkpoints ---------------------------------------------------------- */
@@ -271,7 +258,7 @@ static void small_steps(small_setup *s, fopt_optimizer *opt, int n)
         test_problem_new_grads(s->p);
         upload_grads(&s->d, s->p, 0);
         FOPT_OK(fopt_step(opt, 0));
-        CUDA_OK(cudaDeviceSynchronize());
+        CUDA_OK(fopt_dev_synchronize());
     }
 }
 
@@ -279,7 +266,7 @@ static uint32_t *download_params(const device_layout *d)
 {
     uint32_t *h = malloc(d->floats * sizeof(float));
     cr_assert_not_null(h);
-    CUDA_OK(cudaMemcpy(h, d->param, d->floats * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_OK(fopt_dev_memcpy(h, d->param, d->floats * sizeof(float)));
     return h;
 }
 
@@ -324,7 +311,7 @@ Test(gpu_state, checkpoint_round_trips_bit_exactly)
         uint32_t *p5 = download_params(&s.d);
 
         /* ...and a fresh optimizer restored from the checkpoint must do exactly the same. */
-        CUDA_OK(cudaMemcpy(s.d.param, p3, s.d.floats * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_OK(fopt_dev_memcpy(s.d.param, p3, s.d.floats * sizeof(float)));
         fopt_optimizer *b = create_for(s.p, s.d.tensors);
         FOPT_OK(fopt_state_load(b, ckpt, size));
         cr_expect_eq(fopt_step_count(b), 3);

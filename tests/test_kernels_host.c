@@ -1,106 +1,110 @@
 /* The CUDA kernel bodies, run on the CPU for every block and thread of a launch (no GPU needed),
  * against the CPU reference: every variant, odd sizes, chunk boundaries, unaligned pointers and
- * lists of more than a thousand tensors. Also the multi-tensor table itself. */
+ * lists of more than a thousand tensors, with the host-derived scalars and with the device-side
+ * prologue, with full and with small chunks. Also the multi-tensor table itself, the PyTorch
+ * golden vectors and element offsets past 2^32. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
+#include "golden.h"
+#include "host_run.h"
 #include "internal.h"
-#include "launch.h"
 #include "problem.h"
-#include "scalars.h"
 #include "table.h"
 
-/* A launch over host memory: the table and the state buffers of one optimizer. */
-typedef struct host_launch {
-    size_t floats_per_state, chunk_count;
-    float *state;
-    fopt_tensor_entry *entries;
-    fopt_chunk *chunks;
-    fopt_table table;
-} host_launch;
+#define GUARD 8
+static const float GUARD_VALUE = 12345.5f;
 
-static void host_launch_make(host_launch *h, const test_problem *p)
+/* Runs `steps` steps of variant v over the layout through the host-run kernels (in `mode`) and
+ * the reference, and compares every tensor bit for bit; guard floats after every state slice
+ * must stay untouched. */
+static void run_case_in(fopt_host_run_mode mode, const test_variant *v, const size_t *numel,
+                        const unsigned *param_off, const unsigned *grad_off, size_t count, int steps,
+                        uint64_t seed)
 {
-    fopt_tensor *t = test_problem_tensors(p);
-    cr_assert_eq(fopt_table_plan(t, p->count, &h->floats_per_state, &h->chunk_count), FOPT_SUCCESS);
-    size_t floats = fopt_state_count(p->mask) * h->floats_per_state;
-    h->state = aligned_alloc(64, ((floats * sizeof(float) + 63) / 64) * 64 + 64);
-    cr_assert_not_null(h->state);
-    memset(h->state, 0, floats * sizeof(float));
-    h->entries = calloc(p->count, sizeof *h->entries);
-    h->chunks = calloc(h->chunk_count + 1, sizeof *h->chunks);
-    cr_assert(h->entries && h->chunks);
-    fopt_table_fill(t, p->count, p->mask, h->state, h->floats_per_state, h->entries, h->chunks);
-    h->table.entries = h->entries;
-    h->table.chunks = h->chunks;
-    h->table.tensor_count = (uint32_t)p->count;
-    h->table.chunk_count = (uint32_t)h->chunk_count;
-    free(t);
-}
-
-static void host_launch_free(host_launch *h)
-{
-    free(h->state);
-    free(h->entries);
-    free(h->chunks);
-}
-
-static void host_step(const test_problem *p, const host_launch *h, int64_t step)
-{
-    if (p->v->adam) {
-        fopt_adam_scalars s = fopt_adam_scalars_make(&p->v->a, step);
-        fopt_adam_run_on_host(&h->table, &s);
-    } else {
-        fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&p->v->r);
-        fopt_rmsprop_run_on_host(&h->table, &s);
-    }
-}
-
-/* Runs `steps` steps of variant v over the layout through the host-run kernel and the reference
- * and compares every tensor; checks the padding between state slices stayed zero. */
-static void run_case(const test_variant *v, const size_t *numel, const unsigned *param_off,
-                     const unsigned *grad_off, size_t count, int steps, uint64_t seed)
-{
+    fopt_host_run_set_mode(mode);
     test_problem *p = test_problem_make(v, numel, param_off, grad_off, count, seed);
-    host_launch h;
-    host_launch_make(&h, p);
-    for (int64_t t = 1; t <= steps; t++) {
+    float **state[FOPT_MAX_STATES] = {NULL, NULL, NULL};
+    for (int j = 0; j < FOPT_MAX_STATES; j++) {
+        if (!(p->mask & (1u << j)))
+            continue;
+        state[j] = calloc(count, sizeof(float *));
+        cr_assert_not_null(state[j]);
+        for (size_t k = 0; k < count; k++) {
+            state[j][k] = calloc(numel[k] + GUARD, sizeof(float));
+            cr_assert_not_null(state[j][k]);
+            for (int gi = 0; gi < GUARD; gi++)
+                state[j][k][numel[k] + gi] = GUARD_VALUE;
+        }
+    }
+    fopt_host_tensor *t = test_problem_host_tensors(p, (float *const *const *)state);
+    for (int64_t s = 1; s <= steps; s++) {
         test_problem_new_grads(p);
-        host_step(p, &h, t);
-        test_problem_ref_step(p, t);
+        fopt_status st = v->adam ? fopt_adam_step_kernels_host(&v->a, s, t, count, NULL)
+                                 : fopt_rmsprop_step_kernels_host(&v->r, s, t, count, NULL);
+        cr_assert_eq(st, FOPT_SUCCESS, "%s: %s", v->name, fopt_last_error());
+        test_problem_ref_step(p, s);
     }
     uint32_t worst_ulp = 0;
     for (size_t k = 0; k < count; k++) {
-        const fopt_tensor_entry *e = &h.entries[k];
-        uint32_t ulp = test_problem_check(p, k, p->param[k], e->state, "host-run kernel");
+        float *sk[FOPT_MAX_STATES] = {NULL, NULL, NULL};
+        for (int j = 0; j < FOPT_MAX_STATES; j++)
+            if (state[j]) {
+                sk[j] = state[j][k];
+                for (int gi = 0; gi < GUARD; gi++)
+                    cr_assert_eq(sk[j][numel[k] + gi], GUARD_VALUE, "%s: write past tensor %zu", v->name, k);
+            }
+        uint32_t ulp = test_problem_check(p, k, p->param[k], sk, "host-run kernel");
         if (ulp > worst_ulp)
             worst_ulp = ulp;
-        for (int j = 0; j < FOPT_MAX_STATES; j++)
-            for (size_t i = p->numel[k]; e->state[j] && i % 4 != 0; i++)
-                cr_assert_eq(e->state[j][i], 0.0f, "%s: padding after tensor %zu written", v->name, k);
     }
     /* Same operations in the same order without FMA contraction: bit-identical by design. */
-    cr_expect_eq(worst_ulp, 0u, "%s: host-run kernel differs from the reference by %u ulp", v->name,
-                 worst_ulp);
-    host_launch_free(&h);
+    cr_expect_eq(worst_ulp, 0u, "%s: host-run kernel differs from the reference by %u ulp (chunk shift %u, "
+                 "device scalars %d)", v->name, worst_ulp, mode.chunk_shift, mode.device_scalars);
+    for (int j = 0; j < FOPT_MAX_STATES; j++) {
+        if (!state[j])
+            continue;
+        for (size_t k = 0; k < count; k++)
+            free(state[j][k]);
+        free(state[j]);
+    }
+    free(t);
     test_problem_free(p);
+    fopt_host_run_set_mode((fopt_host_run_mode){0, 0});
+}
+
+static void run_case(const test_variant *v, const size_t *numel, const unsigned *param_off,
+                     const unsigned *grad_off, size_t count, int steps, uint64_t seed)
+{
+    run_case_in((fopt_host_run_mode){0, 0}, v, numel, param_off, grad_off, count, steps, seed);
+}
+
+/* Small chunks (as for a step over few elements) and the scalars derived by the device prologue. */
+static void run_case_small_chunks_device_scalars(const test_variant *v, const size_t *numel,
+                                                 const unsigned *param_off, const unsigned *grad_off,
+                                                 size_t count, int steps, uint64_t seed)
+{
+    run_case_in((fopt_host_run_mode){FOPT_MIN_CHUNK_SHIFT, 1}, v, numel, param_off, grad_off, count, steps, seed);
 }
 
 Test(kernels_host, every_variant_matches_reference_on_odd_sizes)
 {
     test_layout_odd_sizes(run_case);
+    test_layout_odd_sizes(run_case_small_chunks_device_scalars);
 }
 
 Test(kernels_host, every_variant_matches_reference_with_pointers_offset_by_one_element)
 {
     test_layout_offset_pointers(run_case);
+    test_layout_offset_pointers(run_case_small_chunks_device_scalars);
 }
 
 Test(kernels_host, every_variant_matches_reference_across_chunk_boundaries)
 {
     test_layout_chunk_boundaries(run_case, false);
+    test_layout_chunk_boundaries(run_case_small_chunks_device_scalars, false);
 }
 
 Test(kernels_host, every_variant_matches_reference_over_a_thousand_tensors_of_random_sizes)
@@ -108,83 +112,104 @@ Test(kernels_host, every_variant_matches_reference_over_a_thousand_tensors_of_ra
     test_layout_random_list(run_case, 1200, 3 * FOPT_CHUNK, 3, 42, true);
 }
 
-Test(kernels_host, table_has_one_chunk_per_slice_and_skips_empty_tensors)
-{
-    float a[8] __attribute__((aligned(16))), b[8] __attribute__((aligned(16)));
-    fopt_tensor t[4] = {
-        {a, b, 5, FOPT_FLOAT32},
-        {NULL, NULL, 0, FOPT_FLOAT32},
-        {a + 1, b, 3, FOPT_FLOAT32},
-        {a, b, 2 * FOPT_CHUNK + 1, FOPT_FLOAT32}, /* addresses only, never dereferenced */
-    };
-    size_t floats = 0, chunks = 0;
-    cr_assert_eq(fopt_table_plan(t, 4, &floats, &chunks), FOPT_SUCCESS);
-    cr_expect_eq(chunks, 1 + 0 + 1 + 3);
-    cr_expect_eq(floats, 8 + 0 + 4 + (2 * FOPT_CHUNK + 4));
+/* ---- the table ------------------------------------------------------------------------------ */
 
-    fopt_tensor_entry e[4];
-    fopt_chunk c[5];
-    float *base = (float *)(uintptr_t)0x1000; /* never dereferenced */
-    fopt_table_fill(t, 4, 0x5u, base, floats, e, c);
-    cr_expect_eq(c[0].tensor, 0u);
-    cr_expect_eq(c[1].tensor, 2u);
-    for (uint32_t i = 0; i < 3; i++) {
-        cr_expect_eq(c[2 + i].tensor, 3u);
-        cr_expect_eq(c[2 + i].chunk, i);
-    }
-    cr_expect(e[0].aligned && !e[2].aligned && e[3].aligned, "alignment flags");
-    /* mask 0b101: buffer 0 first, buffer 2 right after it; no buffer 1 */
-    cr_expect_eq(e[2].state[0], base + 8);
-    cr_expect_null(e[2].state[1]);
-    cr_expect_eq(e[2].state[2], base + floats + 8);
-    cr_expect_eq(e[3].state[2], base + floats + 12);
-    cr_expect_eq(fopt_state_count(0x5u), 2u);
+Test(kernels_host, table_groups_chunks_by_class_and_lays_out_aligned_slices)
+{
+    /* addresses only, never dereferenced */
+    char *a = (char *)(uintptr_t)0x10000, *b = (char *)(uintptr_t)0x90000;
+    fopt_tensor t[5] = {
+        {a, b, 5, FOPT_FLOAT32, 0},
+        {NULL, NULL, 0, FOPT_FLOAT32, 0},
+        {a + 4, b, 3, FOPT_BFLOAT16, 2},
+        {a, b, 2 * FOPT_CHUNK + 1, FOPT_FLOAT32, 1},
+        {a + 64, b + 64, 9, FOPT_BFLOAT16, 0},
+    };
+    fopt_adam_config cfg = fopt_adam_config_default();
+    cfg.amsgrad = true;
+    cfg.precision.master_weights = true;
+    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, &cfg);
+    fopt_table_plan plan;
+    /* few SMs: full-size chunks */
+    cr_assert_eq(fopt_table_plan_make(&fopt_adam_desc, &c, t, 5, 1, &plan), FOPT_SUCCESS);
+    cr_expect_eq(plan.chunk_shift, (unsigned)FOPT_CHUNK_SHIFT);
+    cr_expect_eq(plan.class_count[FOPT_CLASS_F32], 1 + 0 + 3);
+    cr_expect_eq(plan.class_count[FOPT_CLASS_F16], 0);
+    cr_expect_eq(plan.class_count[FOPT_CLASS_BF16], 1 + 1);
+    cr_expect_eq(plan.stat_chunks, 1 + 1 + 3 + 1);
+    cr_expect_eq(plan.state_elems, 8 + 0 + 8 + (2 * FOPT_CHUNK + 8) + 16);
+    cr_expect_eq(plan.master_f32_elems, 8 + 16);
+    cr_expect_eq(plan.states, 7u);
+
+    void *table = malloc(plan.table_bytes);
+    cr_assert_not_null(table);
+    char *base = (char *)(uintptr_t)0x1000000;
+    fopt_table_fill(&plan, &fopt_adam_desc, &c, t, base, table);
+    fopt_tensor_entry *e = fopt_table_entries(&plan, table);
+    fopt_chunk *step = fopt_table_step_chunks(&plan, table);
+    fopt_chunk *stat = fopt_table_stat_chunks(&plan, table);
+    /* fp32 class first (tensors 0, 3), then bf16 (2, 4) */
+    cr_expect_eq(step[0].entry, 0u);
+    for (uint32_t i = 0; i < 3; i++)
+        cr_expect(step[1 + i].entry == 3u && step[1 + i].chunk == i);
+    cr_expect(step[4].entry == 2u && step[5].entry == 4u);
+    /* statistics chunks in tensor order */
+    cr_expect(stat[0].entry == 0u && stat[1].entry == 2u && stat[2].entry == 3u && stat[5].entry == 4u);
+    cr_expect((e[0].flags & FOPT_ENTRY_ALIGNED) && !(e[2].flags & FOPT_ENTRY_ALIGNED) &&
+              (e[3].flags & FOPT_ENTRY_ALIGNED) && (e[4].flags & FOPT_ENTRY_ALIGNED), "alignment flags");
+    /* three fp32 state buffers one after another, slices rounded to 8 elements */
+    const size_t buf = plan.state_elems * 4;
+    cr_expect_eq((char *)e[2].slot[FOPT_TS_STATE0 + 0], base + 8 * 4);
+    cr_expect_eq((char *)e[2].slot[FOPT_TS_STATE0 + 2], base + 2 * buf + 8 * 4);
+    cr_expect_eq((char *)e[4].slot[FOPT_TS_STATE0 + 1], base + buf + (8 + 8 + 2 * FOPT_CHUNK + 8) * 4);
+    /* masters after the states, only for the bf16 tensors */
+    cr_expect_null(e[0].slot[FOPT_TS_MASTER]);
+    cr_expect_eq((char *)e[2].slot[FOPT_TS_MASTER], base + 3 * buf);
+    cr_expect_eq((char *)e[4].slot[FOPT_TS_MASTER], base + 3 * buf + 8 * 4);
+    cr_expect(e[2].storage[FOPT_TS_PARAM] == FOPT_ST_BF16 && e[2].storage[FOPT_TS_MASTER] == FOPT_ST_F32);
+    cr_expect(e[2].group == 2u && e[3].group == 1u && e[3].tensor == 3u);
+    free(table);
+
+    /* many SMs and few elements: smaller chunks, never below the minimum */
+    cr_assert_eq(fopt_table_plan_make(&fopt_adam_desc, &c, t, 5, 132, &plan), FOPT_SUCCESS);
+    cr_expect_eq(plan.chunk_shift, (unsigned)FOPT_MIN_CHUNK_SHIFT);
+    cr_expect_eq(plan.class_count[FOPT_CLASS_F32], 1 + (2 * FOPT_CHUNK + 1 + (1 << FOPT_MIN_CHUNK_SHIFT) - 1) / (1 << FOPT_MIN_CHUNK_SHIFT));
+}
+
+Test(kernels_host, table_rejects_lists_one_launch_cannot_address)
+{
+    fopt_adam_config cfg = fopt_adam_config_default();
+    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, &cfg);
+    fopt_table_plan plan;
+    char *a = (char *)(uintptr_t)0x10000;
+    /* one tensor of 2^31 chunks, and three of 2^30 chunks: more than one grid can hold */
+    fopt_tensor big = {a, a, (size_t)1 << (31 + FOPT_CHUNK_SHIFT), FOPT_FLOAT32, 0};
+    cr_expect_eq(fopt_table_plan_make(&fopt_adam_desc, &c, &big, 1, 1, &plan), FOPT_ERROR_NOT_SUPPORTED);
+    fopt_tensor huge[3];
+    for (int i = 0; i < 3; i++)
+        huge[i] = (fopt_tensor){a, a, (size_t)1 << (30 + FOPT_CHUNK_SHIFT), FOPT_BFLOAT16, 0};
+    cr_expect_eq(fopt_table_plan_make(&fopt_adam_desc, &c, huge, 3, 1, &plan), FOPT_ERROR_NOT_SUPPORTED);
+    fopt_tensor fits = {a, a, ((size_t)1 << (30 + FOPT_CHUNK_SHIFT)), FOPT_FLOAT32, 0};
+    cr_expect_eq(fopt_table_plan_make(&fopt_adam_desc, &c, &fits, 1, 1, &plan), FOPT_SUCCESS);
+    cr_expect_eq(plan.step_chunks, (size_t)1 << 30);
 }
 
 /* ---- PyTorch golden vectors through the host-run kernels ------------------------------------ */
 
-#include "golden.h"
-
-static int is_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
-
-/* One tensor whose state buffers are the caller's arrays (not a contiguous state allocation). */
-static fopt_table single_tensor_table(fopt_tensor_entry *e, fopt_chunk **chunks, size_t n, float *p,
-                                      const float *g, float *s0, float *s1, float *s2)
-{
-    *e = (fopt_tensor_entry){.param = p, .grad = g, .state = {s0, s1, s2}, .numel = (int64_t)n};
-    e->aligned = is_aligned16(p) && is_aligned16(g) && is_aligned16(s0) && is_aligned16(s1) &&
-                 is_aligned16(s2);
-    size_t count = fopt_chunks_for(n);
-    *chunks = calloc(count + 1, sizeof **chunks);
-    cr_assert_not_null(*chunks);
-    for (size_t i = 0; i < count; i++)
-        (*chunks)[i] = (fopt_chunk){.tensor = 0, .chunk = (uint32_t)i};
-    return (fopt_table){.entries = e, .chunks = *chunks, .tensor_count = 1, .chunk_count = (uint32_t)count};
-}
-
 static fopt_status host_kernel_adam(const fopt_adam_config *cfg, int64_t step, size_t n, float *p,
                                     const float *g, float *m, float *v, float *vmax)
 {
-    fopt_tensor_entry e;
-    fopt_chunk *chunks;
-    fopt_table t = single_tensor_table(&e, &chunks, n, p, g, m, v, cfg->amsgrad ? vmax : NULL);
-    fopt_adam_scalars s = fopt_adam_scalars_make(cfg, step);
-    fopt_adam_run_on_host(&t, &s);
-    free(chunks);
-    return FOPT_SUCCESS;
+    fopt_host_tensor t;
+    fopt_status st = fopt_adam_flat_tensor(cfg, n, p, g, m, v, vmax, &t);
+    return st != FOPT_SUCCESS ? st : fopt_adam_step_kernels_host(cfg, step, &t, 1, NULL);
 }
 
 static fopt_status host_kernel_rmsprop(const fopt_rmsprop_config *cfg, size_t n, float *p,
                                        const float *g, float *sq, float *buf, float *ga)
 {
-    fopt_tensor_entry e;
-    fopt_chunk *chunks;
-    fopt_table t = single_tensor_table(&e, &chunks, n, p, g, sq, cfg->momentum > 0 ? buf : NULL,
-                                       cfg->centered ? ga : NULL);
-    fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(cfg);
-    fopt_rmsprop_run_on_host(&t, &s);
-    free(chunks);
-    return FOPT_SUCCESS;
+    fopt_host_tensor t;
+    fopt_status st = fopt_rmsprop_flat_tensor(cfg, n, p, g, sq, buf, ga, &t);
+    return st != FOPT_SUCCESS ? st : fopt_rmsprop_step_kernels_host(cfg, 1, &t, 1, NULL);
 }
 
 Test(kernels_host, adam_kernel_matches_pytorch_golden_vectors)
@@ -207,31 +232,42 @@ Test(kernels_host, chunks_beyond_two_to_the_32_elements_index_correctly)
     const int64_t numel = ((int64_t)1 << 32) + 4101; /* last chunk: 4101 elements */
     const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 31) / FOPT_CHUNK) + 3, /* past 2^31 */
                                   (uint32_t)(numel / FOPT_CHUNK)};                  /* the tail */
+    fopt_step_args *a = calloc(1, sizeof *a);
+    cr_assert_not_null(a);
     for (size_t v = 0; v < test_variant_count; v++) {
+        const test_variant *tv = &test_variants[v];
+        const fopt_desc *d = test_variant_desc(tv);
+        fopt_any_config cfg = test_variant_config(tv);
+        fopt_kernel k = d->step_kernel(FOPT_ST_F32, FOPT_ST_F32, FOPT_MASTER_NONE, d->variant(&cfg));
         for (size_t c = 0; c < 2; c++) {
             const int64_t begin = (int64_t)chunk_ids[c] * FOPT_CHUNK;
             const size_t len = (size_t)(numel - begin < FOPT_CHUNK ? numel - begin : FOPT_CHUNK);
             const size_t sizes[] = {len};
-            test_problem *p = test_problem_make(&test_variants[v], sizes, NULL, NULL, 1, 900 + v);
+            test_problem *p = test_problem_make(tv, sizes, NULL, NULL, 1, 900 + v);
             float *st[FOPT_MAX_STATES];
             for (int j = 0; j < FOPT_MAX_STATES; j++)
                 st[j] = (p->mask & (1u << j)) ? calloc(len, sizeof(float)) : NULL;
             /* Addresses that are only ever offset by `begin` or more before use. */
             uintptr_t shift = (uintptr_t)begin * sizeof(float);
-            fopt_tensor_entry e = {
-                .param = (float *)((uintptr_t)p->param[0] - shift),
-                .grad = (const float *)((uintptr_t)p->grad[0] - shift),
-                .numel = numel,
-                .aligned = is_aligned16(p->param[0]) && is_aligned16(p->grad[0]) &&
-                           is_aligned16(st[0]) && is_aligned16(st[1]) && is_aligned16(st[2]),
-            };
+            fopt_tensor_entry e;
+            memset(&e, 0, sizeof e);
+            e.slot[FOPT_TS_PARAM] = (void *)((uintptr_t)p->param[0] - shift);
+            e.slot[FOPT_TS_GRAD] = (void *)((uintptr_t)p->grad[0] - shift);
+            e.storage[FOPT_TS_PARAM] = e.storage[FOPT_TS_GRAD] = FOPT_ST_F32;
             for (int j = 0; j < FOPT_MAX_STATES; j++)
-                e.state[j] = st[j] ? (float *)((uintptr_t)st[j] - shift) : NULL;
-            fopt_chunk ch = {.tensor = 0, .chunk = chunk_ids[c]};
-            fopt_table t = {.entries = &e, .chunks = &ch, .tensor_count = 1, .chunk_count = 1};
+                if (st[j]) {
+                    e.slot[FOPT_TS_STATE0 + j] = (void *)((uintptr_t)st[j] - shift);
+                    e.storage[FOPT_TS_STATE0 + j] = FOPT_ST_F32;
+                }
+            e.numel = numel;
+            fopt_entry_set_flags(&e);
+            fopt_chunk ch = {.entry = 0, .chunk = chunk_ids[c]};
+            memset(a, 0, sizeof *a);
+            a->table = (fopt_table){&e, &ch, 1, 1, FOPT_CHUNK_SHIFT, 0};
             for (int64_t step = 1; step <= 3; step++) {
                 test_problem_new_grads(p);
-                host_step(p, &(host_launch){.table = t}, step);
+                a->scalars.group[0] = fopt_cpu_scalars(d, &cfg, step);
+                k.run_on_host(a);
                 test_problem_ref_step(p, step);
             }
             test_problem_check(p, 0, p->param[0], st, "chunk past 2^31");
@@ -240,4 +276,5 @@ Test(kernels_host, chunks_beyond_two_to_the_32_elements_index_correctly)
             test_problem_free(p);
         }
     }
+    free(a);
 }

@@ -1,9 +1,11 @@
 /* The GPU optimizer API's argument handling, which needs no device: every invalid argument gives
  * a clear status and leaves *out untouched; NULL optimizers are handled everywhere. */
 #include <math.h>
+#include <string.h>
 
 #include <criterion/criterion.h>
 
+#include "device.h"
 #include "fusedopt.h"
 #include "util.h"
 
@@ -23,7 +25,7 @@ Test(optimizer_args, create_rejects_null_out_config_or_tensor_list)
 {
     fopt_adam_config a = fopt_adam_config_default();
     fopt_rmsprop_config r = fopt_rmsprop_config_default();
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
     fopt_optimizer *out = SENTINEL;
     cr_expect_eq(fopt_adam_create(NULL, &a, &t, 1), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(fopt_rmsprop_create(NULL, &r, &t, 1), FOPT_ERROR_INVALID_VALUE);
@@ -38,7 +40,7 @@ Test(optimizer_args, create_rejects_null_tensor_pointers_with_elements)
 {
     fopt_adam_config a = fopt_adam_config_default();
     fopt_optimizer *out;
-    fopt_tensor t[2] = {{fake_param, fake_grad, 4, FOPT_FLOAT32}, {NULL, fake_grad, 3, FOPT_FLOAT32}};
+    fopt_tensor t[2] = {{fake_param, fake_grad, 4, FOPT_FLOAT32, 0}, {NULL, fake_grad, 3, FOPT_FLOAT32, 0}};
     cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
     t[1].param = fake_param;
     t[1].grad = NULL;
@@ -46,22 +48,67 @@ Test(optimizer_args, create_rejects_null_tensor_pointers_with_elements)
     cr_expect_eq(out, SENTINEL);
 }
 
-Test(optimizer_args, create_rejects_half_precision_as_not_supported_and_unknown_dtype_as_invalid)
+Test(optimizer_args, create_rejects_unusable_precision_settings_naming_the_tensor_and_field)
 {
     fopt_adam_config a = fopt_adam_config_default();
     fopt_optimizer *out;
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT16};
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NOT_SUPPORTED);
-    t.dtype = FOPT_BFLOAT16;
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NOT_SUPPORTED);
-    t.dtype = (fopt_dtype)7;
+    fopt_tensor t[2] = {{fake_param, fake_grad, 4, FOPT_FLOAT32, 0}, {fake_param, fake_grad, 4, (fopt_dtype)7, 0}};
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    cr_expect(strstr(fopt_last_error(), "tensor 1") && strstr(fopt_last_error(), "dtype"), "%s", fopt_last_error());
+    t[1].dtype = FOPT_FLOAT16;
+    a.precision.state_dtype = FOPT_FLOAT16;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_NOT_SUPPORTED);
+    cr_expect(strstr(fopt_last_error(), "state_dtype"), "%s", fopt_last_error());
+    a.precision.state_dtype = (fopt_dtype)9;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    a = fopt_adam_config_default();
+    a.precision.stochastic_rounding = true; /* fp16 params cannot round stochastically */
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    cr_expect(strstr(fopt_last_error(), "tensor 1") && strstr(fopt_last_error(), "stochastic"), "%s",
+              fopt_last_error());
+    a = fopt_adam_config_default();
+    a.precision.master_weights = true;
+    a.precision.master_remainder = true; /* remainders are for bf16 params */
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    a.precision.master_weights = false; /* remainders without master weights */
+    t[1].dtype = FOPT_BFLOAT16;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    a = fopt_adam_config_default();
+    a.precision.master_weights = true;
+    a.precision.stochastic_rounding = true;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    a = fopt_adam_config_default();
+    t[1].group = FOPT_MAX_GROUPS;
+    cr_expect_eq(adam_create_with(&a, t, 2, &out), FOPT_ERROR_INVALID_VALUE);
+    cr_expect(strstr(fopt_last_error(), "group"), "%s", fopt_last_error());
+    cr_expect_eq(out, SENTINEL);
+}
+
+Test(optimizer_args, create_rejects_hyper_parameters_that_overflow_float)
+{
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
+    fopt_optimizer *out;
+    fopt_adam_config a = fopt_adam_config_default();
+    a.lr = 1e39; /* a finite double, an infinite float step size */
     cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_INVALID_VALUE);
+    a = fopt_adam_config_default();
+    a.weight_decay = 1e39;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_INVALID_VALUE);
+    a = fopt_adam_config_default();
+    a.decoupled_weight_decay = true;
+    a.lr = 1e20;
+    a.weight_decay = 1e20; /* 1 - lr*wd overflows float */
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_INVALID_VALUE);
+    fopt_rmsprop_config r = fopt_rmsprop_config_default();
+    r.eps = 1e39;
+    out = SENTINEL;
+    cr_expect_eq(fopt_rmsprop_create(&out, &r, &t, 1), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(out, SENTINEL);
 }
 
 Test(optimizer_args, create_rejects_out_of_range_hyper_parameters)
 {
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
     fopt_optimizer *out = SENTINEL;
     const double bad[] = {NAN, INFINITY, -1.0};
     for (size_t i = 0; i < 3; i++) {
@@ -93,10 +140,12 @@ Test(optimizer_args, create_rejects_out_of_range_hyper_parameters)
 
 Test(optimizer_args, create_without_a_device_says_no_device)
 {
-    if (test_have_cuda_device())
+    if (fopt_dev_emulated())
+        fopt_emu_set_device_count(0); /* the emulated device can be unplugged */
+    else if (test_have_cuda_device())
         cr_skip_test("a CUDA device is present");
     fopt_adam_config a = fopt_adam_config_default();
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32};
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
     fopt_optimizer *out;
     cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
     cr_expect_eq(out, SENTINEL);
@@ -105,8 +154,17 @@ Test(optimizer_args, create_without_a_device_says_no_device)
 Test(optimizer_args, null_optimizer_is_handled_by_every_call)
 {
     char buf[16];
+    double d = 0.0;
     cr_expect_eq(fopt_step(NULL, 0), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_step_ex(NULL, NULL, 0), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_grad_sq_sum(NULL, NULL, &d, 0), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(fopt_set_lr(NULL, 1e-3), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_set_group_lr(NULL, 0, 1e-3), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_set_group_weight_decay(NULL, 0, 1e-3), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_null(fopt_lr_device(NULL));
+    cr_expect_eq(fopt_rebind(NULL, NULL, 0, 0), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_state_copy(NULL, 0, FOPT_SLOT_EXP_AVG, buf, false), FOPT_ERROR_INVALID_VALUE);
+    cr_expect_eq(fopt_set_step_count(NULL, 0), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(fopt_step_count(NULL), -1);
     cr_expect_eq(fopt_state_size(NULL), 0u);
     cr_expect_eq(fopt_state_save(NULL, buf, sizeof buf), FOPT_ERROR_INVALID_VALUE);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
-#include <cuda_runtime_api.h>
+#include "device.h"
 
 test_rng test_rng_make(uint64_t seed)
 {
@@ -112,5 +112,5 @@ float *test_dup(const float *x, size_t n)
 bool test_have_cuda_device(void)
 {
     int count = 0;
-    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+    return fopt_dev_count(&count) == cudaSuccess && count > 0;
 }

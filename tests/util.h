@@ -32,7 +32,7 @@ float *test_alloc(size_t n);
 /* Duplicate of n floats. */
 float *test_dup(const float *x, size_t n);
 
-/* True when a CUDA device is usable (cudaGetDeviceCount succeeds with >= 1). */
+/* True when a device is usable: a CUDA device, or the emulated one in an emulated build. */
 bool test_have_cuda_device(void);
 
 #endif

@@ -1,5 +1,7 @@
-/* Adam / AdamW fast CPU path: SIMD (AVX-512F, AVX2 or portable C, chosen at run time) on all
- * cores, one pass over memory per step, bit-identical to fopt_adam_step_ref (src/adam_ref.c).
+/* Adam / AdamW fast CPU path: the fp32 element loop, SIMD (AVX-512F, AVX2 or portable C, chosen
+ * at run time), bit-identical to the reference's element update (src/ref/adam_ref.c). The
+ * multi-tensor driver (src/cpu/cpu_multi.c) runs it on all cores over fp32 arrays, or over fp32
+ * blocks converted from other storage types.
  *
  * The element loop is written once, below the "template" line, and this file includes itself
  * once per instruction set through cpu_instantiate.h, with FOPT_TPL_* naming the vector type, its
@@ -13,12 +15,11 @@
 
 #include "cpu_internal.h"
 
+/* The parameters of fopt_cpu_kernel, named for Adam's state slots. */
 #define ADAM_PARAMS                                                                                \
-    const fopt_adam_scalars *s, size_t n, float *restrict param, const float *restrict grad,      \
+    const fopt_group_scalars *gs, size_t n, float *restrict param, const float *restrict grad,    \
         float *restrict exp_avg, float *restrict exp_avg_sq, float *restrict max_exp_avg_sq
-#define ADAM_ARGS s, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
-
-typedef void (*adam_kernel)(ADAM_PARAMS);
+#define ADAM_ARGS gs, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
 
 /* Weight-decay modes. */
 enum { ADAM_WD_NONE = 0, ADAM_WD_L2 = 1, ADAM_WD_DECOUPLED = 2 };
@@ -47,8 +48,9 @@ static int adam_variant(const fopt_adam_scalars *s)
     return (((s->maximize ? 1 : 0) * 3 + wd) * 2 + (s->amsgrad ? 1 : 0)) * 2 + (s->lerp_from_end ? 1 : 0);
 }
 
-static adam_kernel adam_pick(fopt_cpu_isa_level isa, int variant)
+fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *gs)
 {
+    const int variant = adam_variant(&gs->adam);
     switch (isa) {
 #ifdef FOPT_CPU_X86
     case FOPT_CPU_ISA_AVX512: return adam_kernels_avx512[variant];
@@ -56,45 +58,6 @@ static adam_kernel adam_pick(fopt_cpu_isa_level isa, int variant)
 #endif
     default: return adam_kernels_scalar[variant];
     }
-}
-
-typedef struct adam_ctx {
-    adam_kernel fn;
-    const fopt_adam_scalars *s;
-    float *param;
-    const float *grad;
-    float *exp_avg, *exp_avg_sq, *max_exp_avg_sq;
-} adam_ctx;
-
-static void adam_range(void *vctx, size_t b, size_t e)
-{
-    const adam_ctx *c = vctx;
-    c->fn(c->s, e - b, c->param + b, c->grad + b, c->exp_avg + b, c->exp_avg_sq + b,
-          c->max_exp_avg_sq ? c->max_exp_avg_sq + b : NULL);
-}
-
-fopt_status fopt_adam_step_cpu(const fopt_adam_config *cfg, int64_t step, size_t n, float *param,
-                               const float *grad, float *exp_avg, float *exp_avg_sq,
-                               float *max_exp_avg_sq)
-{
-    fopt_status st = fopt_adam_args_check(cfg, step, n, param, grad, exp_avg, exp_avg_sq,
-                                          max_exp_avg_sq);
-    if (st != FOPT_SUCCESS)
-        return st;
-    if (n == 0)
-        return FOPT_SUCCESS;
-    const fopt_adam_scalars s = fopt_adam_scalars_make(cfg, step);
-    adam_ctx c = {
-        .fn = adam_pick(fopt_cpu_isa_current(), adam_variant(&s)),
-        .s = &s,
-        .param = param,
-        .grad = grad,
-        .exp_avg = exp_avg,
-        .exp_avg_sq = exp_avg_sq,
-        .max_exp_avg_sq = s.amsgrad ? max_exp_avg_sq : NULL,
-    };
-    fopt_cpu_parallel(n, param, adam_range, &c);
-    return FOPT_SUCCESS;
 }
 
 #else /* ======================== template: one instruction set ======================== */
@@ -107,6 +70,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
                                                           const int wd_mode, const int amsgrad,
                                                           const int from_end)
 {
+    const fopt_adam_scalars *s = &gs->adam;
     const T lerp_w = V(set1)(s->lerp_w), lerp_1mw = V(set1)(s->lerp_1mw);
     const T beta2 = V(set1)(s->beta2), one_minus_beta2 = V(set1)(s->one_minus_beta2);
     const T eps = V(set1)(s->eps), weight_decay = V(set1)(s->weight_decay);
@@ -140,7 +104,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
     }
 #if FOPT_TPL_W > 1
     if (i < n)
-        adam_body_scalar(s, n - i, param + i, grad + i, exp_avg + i, exp_avg_sq + i,
+        adam_body_scalar(gs, n - i, param + i, grad + i, exp_avg + i, exp_avg_sq + i,
                          amsgrad ? max_exp_avg_sq + i : NULL, maximize, wd_mode, amsgrad, from_end);
 #else
     (void)i;
@@ -149,7 +113,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
 
 ADAM_VARIANTS(ADAM_DEFINE)
 
-static const adam_kernel FOPT_TPL_NAME(adam_kernels)[ADAM_NVARIANTS] = {ADAM_VARIANTS(ADAM_ENTRY)};
+static const fopt_cpu_kernel FOPT_TPL_NAME(adam_kernels)[ADAM_NVARIANTS] = {ADAM_VARIANTS(ADAM_ENTRY)};
 
 #undef T
 #undef V

@@ -1,6 +1,7 @@
-/* RMSprop fast CPU path: SIMD (AVX-512F, AVX2 or portable C, chosen at run time) on all cores,
- * one pass over memory per step, bit-identical to fopt_rmsprop_step_ref (src/rmsprop_ref.c),
- * including the centered clamp (a variance rounded below zero becomes 0; NaN stays NaN).
+/* RMSprop fast CPU path: the fp32 element loop, SIMD (AVX-512F, AVX2 or portable C, chosen at run
+ * time), bit-identical to the reference's element update (src/ref/rmsprop_ref.c), including the
+ * centered clamp (a variance rounded below zero becomes 0; NaN stays NaN). The multi-tensor
+ * driver (src/cpu/cpu_multi.c) runs it on all cores.
  *
  * Same structure as adam_cpu.c: the element loop is written once below the "template" line and
  * this file includes itself once per instruction set (cpu_instantiate.h); every variant (maximize x L2 x centered x
@@ -10,12 +11,11 @@
 
 #include "cpu_internal.h"
 
+/* The parameters of fopt_cpu_kernel, named for RMSprop's state slots. */
 #define RMS_PARAMS                                                                                 \
-    const fopt_rmsprop_scalars *s, size_t n, float *restrict param, const float *restrict grad,   \
+    const fopt_group_scalars *gs, size_t n, float *restrict param, const float *restrict grad,    \
         float *restrict square_avg, float *restrict momentum_buffer, float *restrict grad_avg
-#define RMS_ARGS s, n, param, grad, square_avg, momentum_buffer, grad_avg
-
-typedef void (*rms_kernel)(RMS_PARAMS);
+#define RMS_ARGS gs, n, param, grad, square_avg, momentum_buffer, grad_avg
 
 /* Every variant, in table order: index (((maximize*2 + l2)*2 + centered)*2 + momentum)*2 + fe. */
 #define RMS_VARIANTS(X) RMS_V_MX(X, 0) RMS_V_MX(X, 1)
@@ -45,8 +45,9 @@ static int rms_variant(const fopt_rmsprop_scalars *s)
     return idx * 2 + (s->lerp_from_end ? 1 : 0);
 }
 
-static rms_kernel rms_pick(fopt_cpu_isa_level isa, int variant)
+fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *gs)
 {
+    const int variant = rms_variant(&gs->rmsprop);
     switch (isa) {
 #ifdef FOPT_CPU_X86
     case FOPT_CPU_ISA_AVX512: return rms_kernels_avx512[variant];
@@ -54,45 +55,6 @@ static rms_kernel rms_pick(fopt_cpu_isa_level isa, int variant)
 #endif
     default: return rms_kernels_scalar[variant];
     }
-}
-
-typedef struct rms_ctx {
-    rms_kernel fn;
-    const fopt_rmsprop_scalars *s;
-    float *param;
-    const float *grad;
-    float *square_avg, *momentum_buffer, *grad_avg;
-} rms_ctx;
-
-static void rms_range(void *vctx, size_t b, size_t e)
-{
-    const rms_ctx *c = vctx;
-    c->fn(c->s, e - b, c->param + b, c->grad + b, c->square_avg + b,
-          c->momentum_buffer ? c->momentum_buffer + b : NULL, c->grad_avg ? c->grad_avg + b : NULL);
-}
-
-fopt_status fopt_rmsprop_step_cpu(const fopt_rmsprop_config *cfg, size_t n, float *param,
-                                  const float *grad, float *square_avg, float *momentum_buffer,
-                                  float *grad_avg)
-{
-    fopt_status st = fopt_rmsprop_args_check(cfg, n, param, grad, square_avg, momentum_buffer,
-                                             grad_avg);
-    if (st != FOPT_SUCCESS)
-        return st;
-    if (n == 0)
-        return FOPT_SUCCESS;
-    const fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(cfg);
-    rms_ctx c = {
-        .fn = rms_pick(fopt_cpu_isa_current(), rms_variant(&s)),
-        .s = &s,
-        .param = param,
-        .grad = grad,
-        .square_avg = square_avg,
-        .momentum_buffer = s.use_momentum ? momentum_buffer : NULL,
-        .grad_avg = s.centered ? grad_avg : NULL,
-    };
-    fopt_cpu_parallel(n, param, rms_range, &c);
-    return FOPT_SUCCESS;
 }
 
 #else /* ======================== template: one instruction set ======================== */
@@ -105,6 +67,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
                                                          const int l2, const int centered,
                                                          const int momentum, const int from_end)
 {
+    const fopt_rmsprop_scalars *s = &gs->rmsprop;
     const T alpha = V(set1)(s->alpha), one_minus_alpha = V(set1)(s->one_minus_alpha);
     const T lerp_1mw = V(set1)(s->lerp_1mw), eps = V(set1)(s->eps);
     const T weight_decay = V(set1)(s->weight_decay), mom = V(set1)(s->momentum);
@@ -144,7 +107,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
     }
 #if FOPT_TPL_W > 1
     if (i < n)
-        rms_body_scalar(s, n - i, param + i, grad + i, square_avg + i,
+        rms_body_scalar(gs, n - i, param + i, grad + i, square_avg + i,
                         momentum ? momentum_buffer + i : NULL, centered ? grad_avg + i : NULL,
                         maximize, l2, centered, momentum, from_end);
 #else
@@ -154,7 +117,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
 
 RMS_VARIANTS(RMS_DEFINE)
 
-static const rms_kernel FOPT_TPL_NAME(rms_kernels)[RMS_NVARIANTS] = {RMS_VARIANTS(RMS_ENTRY)};
+static const fopt_cpu_kernel FOPT_TPL_NAME(rms_kernels)[RMS_NVARIANTS] = {RMS_VARIANTS(RMS_ENTRY)};
 
 #undef T
 #undef V

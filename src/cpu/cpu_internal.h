@@ -16,6 +16,7 @@
 #define FUSEDOPT_CPU_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -63,8 +64,26 @@ typedef void (*fopt_cpu_range_fn)(void *ctx, size_t begin, size_t end);
  * of 16 elements apart, so any other array with the same alignment is split the same way. */
 void fopt_cpu_parallel(size_t n, const void *align_ref, fopt_cpu_range_fn fn, void *ctx);
 
+/* As fopt_cpu_parallel(), with `grain` items per thread at least (0: the elements' grain). */
+void fopt_cpu_parallel_grain(size_t n, size_t grain, const void *align_ref, fopt_cpu_range_fn fn,
+                             void *ctx);
+
 /* Boundary of range t of nt over n elements (t in [0, nt]; 0 for t == 0, n for t == nt). */
 size_t fopt_cpu_split(size_t n, const void *align_ref, int nt, int t);
+
+/* Storage conversions over arrays for one instruction set (src/cpu/cpu_convert.c), bit-identical
+ * to kernels/dtype.h's element functions. */
+typedef struct fopt_cpu_convert {
+    void (*up_f16)(const uint16_t *s, float *d, size_t n);
+    void (*up_bf16)(const uint16_t *s, float *d, size_t n);
+    void (*down_f16)(const float *s, uint16_t *d, size_t n);
+    void (*down_bf16)(const float *s, uint16_t *d, size_t n);
+    /* stochastic: element i uses fopt_sr_random16(key, first + i) */
+    void (*down_bf16_sr)(const float *s, uint16_t *d, size_t n, uint64_t key, uint64_t first);
+    void (*rem_decode)(const uint16_t *param, const uint16_t *rem, float *d, size_t n);
+    void (*rem_encode)(const float *s, uint16_t *param, uint16_t *rem, size_t n);
+} fopt_cpu_convert;
+const fopt_cpu_convert *fopt_cpu_converter(int isa);
 
 /* Same-traffic roofline loop for benchmarks: reads ro[0..n) and each rw[k][0..n), writes each
  * rw[k] (rw[k][i] += ro[i]), with the chosen ISA, threads and partition of the optimizer kernels.
@@ -84,7 +103,7 @@ void fopt_cpu_roofline(size_t n, const float *ro, float *const *rw, int nrw);
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FOPT_CPU_X86 1
 #include <immintrin.h>
-#define FOPT_TARGET_AVX2 __attribute__((target("avx2")))
+#define FOPT_TARGET_AVX2 __attribute__((target("avx2,f16c")))
 #define FOPT_TARGET_AVX512 __attribute__((target("avx512f")))
 #endif
 

@@ -40,7 +40,7 @@ static int isa_detect(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
         return FOPT_CPU_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
         return FOPT_CPU_ISA_AVX2;
 #endif
     return FOPT_CPU_ISA_SCALAR;
@@ -155,9 +155,10 @@ int fopt_cpu_multithreaded(void)
 void fopt_cpu_set_grain(size_t grain) { atomic_store(&g_grain, grain); }
 
 /* Threads for a call over n elements: at most fopt_cpu_threads(), at least `grain` elements each. */
-static int threads_for(size_t n)
+static int threads_for(size_t n, size_t grain)
 {
-    size_t grain = atomic_load(&g_grain);
+    if (grain == 0)
+        grain = atomic_load(&g_grain);
     if (grain == 0)
         grain = FOPT_CPU_DEFAULT_GRAIN;
     size_t by_size = n / grain;
@@ -185,7 +186,13 @@ size_t fopt_cpu_split(size_t n, const void *align_ref, int nt, int t)
 
 void fopt_cpu_parallel(size_t n, const void *align_ref, fopt_cpu_range_fn fn, void *ctx)
 {
-    int nt = threads_for(n);
+    fopt_cpu_parallel_grain(n, 0, align_ref, fn, ctx);
+}
+
+void fopt_cpu_parallel_grain(size_t n, size_t grain, const void *align_ref, fopt_cpu_range_fn fn,
+                             void *ctx)
+{
+    int nt = threads_for(n, grain);
     if (nt <= 1) {
         fn(ctx, 0, n);
         return;

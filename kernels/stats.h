@@ -1,0 +1,54 @@
+/* The global gradient statistics in one fixed order, so that the CPU reference, the fast CPU path
+ * and the GPU compute the same bits (docs/SEMANTICS.md, "AMP and clipping"):
+ *
+ *   u    = grad upcast to fp32, divided by grad_scale in fp32 when there is one
+ *   sq   = (double)u * (double)u                      (exact: a float squared fits a double)
+ *   chunk partial: the entry's elements in chunks of FOPT_CHUNK; element j of a chunk goes to
+ *        lane j % 1024; each lane adds its elements in order, starting from 0.0; then a pairwise
+ *        tree over the 1024 lanes (lane l += lane l + w, for w = 1, 2, 4, ... 512);
+ *   total: the chunk partials of every entry, in entry order then chunk order, reduced the same
+ *        way (partial i to lane i % 1024, lanes in order, the same tree).
+ *
+ * The total is inf or NaN exactly when some u is (u*u of a finite float cannot overflow a
+ * double), which is the inf/NaN check. The clip coefficient is
+ * min(1, max_grad_norm / (sqrt(total) + 1e-6)) in double, rounded to float once. Not installed. */
+#ifndef FUSEDOPT_STATS_H
+#define FUSEDOPT_STATS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+#define FOPT_STAT_LANES 1024
+
+/* The square of one unscaled grad, in double. */
+FOPT_HDI double fopt_stat_sq(float g, const float *grad_scale)
+{
+    float u = grad_scale ? g / *grad_scale : g;
+    return (double)u * (double)u;
+}
+
+/* The pairwise tree over lanes[0..FOPT_STAT_LANES): the sum ends in lanes[0]. */
+FOPT_HDI double fopt_stat_tree(double *lanes)
+{
+    for (int w = 1; w < FOPT_STAT_LANES; w *= 2)
+        for (int l = 0; l < FOPT_STAT_LANES; l += 2 * w)
+            lanes[l] = lanes[l] + lanes[l + w];
+    return lanes[0];
+}
+
+/* The clip coefficient of a total sum of squares (1 without clipping). A NaN total gives a NaN
+ * coefficient, as torch.clamp does; steps that check for inf/NaN skip before using it. */
+FOPT_HDI float fopt_stat_clip_coef(double total, double max_grad_norm)
+{
+    if (!(max_grad_norm > 0.0))
+        return 1.0f;
+    double c = max_grad_norm / (sqrt(total) + 1e-6);
+    return (c < 1.0 || c != c) ? (float)c : 1.0f;
+}
+
+/* Non-finite: the inf/NaN check. */
+FOPT_HDI int fopt_stat_bad(double total) { return !(total <= 1.7976931348623157e308); }
+
+#endif

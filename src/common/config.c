@@ -1,0 +1,378 @@
+/* Defaults and validation for every optimizer and entry point. One place decides what a valid
+ * call is, so the reference, the fast CPU path and the GPU optimizer agree. The per-step scalars
+ * themselves are derived in kernels/scalars.h (shared with the device). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+fopt_adam_config fopt_adam_config_default(void)
+{
+    fopt_adam_config cfg;
+    memset(&cfg, 0, sizeof cfg); /* every 0.2 field zero: fp32 states, no master, not capturable */
+    cfg.lr = 1e-3;
+    cfg.beta1 = 0.9;
+    cfg.beta2 = 0.999;
+    cfg.eps = 1e-8;
+    return cfg;
+}
+
+fopt_rmsprop_config fopt_rmsprop_config_default(void)
+{
+    fopt_rmsprop_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.lr = 1e-2;
+    cfg.alpha = 0.99;
+    cfg.eps = 1e-8;
+    return cfg;
+}
+
+/* NaN fails every comparison, so each check is written to pass only for good values. */
+static bool finite_nonneg(double x) { return isfinite(x) && x >= 0.0; }
+static bool in_unit_halfopen(double x) { return x >= 0.0 && x < 1.0; }
+static bool in_unit_closed(double x) { return x >= 0.0 && x <= 1.0; }
+
+static bool all_finite(const float *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(f[i]))
+            return false;
+    return true;
+}
+
+/* The float scalars a group derives at step 1 (where lr / (1 - beta1^t) is largest) must be
+ * finite: a finite double such as lr = 1e39 can still overflow a float. */
+static fopt_status derived_check(fopt_kind kind, const fopt_any_config *cfg, double lr, double wd)
+{
+    fopt_group_scalars g = fopt_group_scalars_make(kind, cfg, lr, wd, 1);
+    bool ok = kind == FOPT_KIND_ADAM
+                  ? all_finite(&g.adam.lerp_w, 9)      /* the 9 floats of fopt_adam_scalars */
+                  : all_finite(&g.rmsprop.alpha, 7);   /* the 7 floats of fopt_rmsprop_scalars */
+    if (!ok)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "hyper-parameters overflow float (lr %g, weight_decay %g): a derived scalar "
+                         "is not finite", lr, wd);
+    return FOPT_SUCCESS;
+}
+
+fopt_status fopt_precision_config_check(const fopt_precision *p)
+{
+    if (p->state_dtype == FOPT_FLOAT16)
+        return fopt_fail(FOPT_ERROR_NOT_SUPPORTED,
+                         "precision.state_dtype FOPT_FLOAT16 is not supported (FOPT_FLOAT32 or FOPT_BFLOAT16)");
+    if (p->state_dtype != FOPT_FLOAT32 && p->state_dtype != FOPT_BFLOAT16)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "precision.state_dtype: unknown dtype %d",
+                         (int)p->state_dtype);
+    if (p->master_remainder && !p->master_weights)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "precision.master_remainder needs master_weights");
+    if (p->stochastic_rounding && p->master_weights)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "precision.stochastic_rounding rounds bf16 params without master weights; "
+                         "master_weights is on");
+    return FOPT_SUCCESS;
+}
+
+fopt_status fopt_precision_check(const fopt_precision *p, fopt_dtype dtype, const char *where)
+{
+    if (dtype != FOPT_FLOAT32 && dtype != FOPT_FLOAT16 && dtype != FOPT_BFLOAT16)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s: dtype: unknown dtype %d", where, (int)dtype);
+    if (dtype == FOPT_FLOAT16 && p->stochastic_rounding)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "%s: precision.stochastic_rounding is for bf16 params, this one is fp16", where);
+    if (dtype == FOPT_FLOAT16 && p->master_remainder)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "%s: precision.master_remainder is for bf16 params, this one is fp16", where);
+    return FOPT_SUCCESS;
+}
+
+fopt_master_mode fopt_master_mode_of(const fopt_precision *p, fopt_dtype param)
+{
+    if (param == FOPT_FLOAT32 || !p->master_weights)
+        return FOPT_MASTER_NONE;
+    return p->master_remainder && param == FOPT_BFLOAT16 ? FOPT_MASTER_REMAINDER : FOPT_MASTER_F32;
+}
+
+fopt_status fopt_adam_config_check(const fopt_adam_config *cfg)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
+    if (!finite_nonneg(cfg->lr))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr must be finite and >= 0, got %g", cfg->lr);
+    if (!in_unit_halfopen(cfg->beta1))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "beta1 must be in [0, 1), got %g", cfg->beta1);
+    if (!in_unit_halfopen(cfg->beta2))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "beta2 must be in [0, 1), got %g", cfg->beta2);
+    if (!finite_nonneg(cfg->eps))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "eps must be finite and >= 0, got %g", cfg->eps);
+    if (!finite_nonneg(cfg->weight_decay))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "weight_decay must be finite and >= 0, got %g",
+                         cfg->weight_decay);
+    fopt_status st = fopt_precision_config_check(&cfg->precision);
+    if (st != FOPT_SUCCESS)
+        return st;
+    return derived_check(FOPT_KIND_ADAM, (const fopt_any_config *)cfg, cfg->lr, cfg->weight_decay);
+}
+
+fopt_status fopt_rmsprop_config_check(const fopt_rmsprop_config *cfg)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
+    if (!finite_nonneg(cfg->lr))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr must be finite and >= 0, got %g", cfg->lr);
+    if (!in_unit_closed(cfg->alpha))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "alpha must be in [0, 1], got %g", cfg->alpha);
+    if (!finite_nonneg(cfg->eps))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "eps must be finite and >= 0, got %g", cfg->eps);
+    if (!finite_nonneg(cfg->weight_decay))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "weight_decay must be finite and >= 0, got %g",
+                         cfg->weight_decay);
+    if (!finite_nonneg(cfg->momentum))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "momentum must be finite and >= 0, got %g",
+                         cfg->momentum);
+    fopt_status st = fopt_precision_config_check(&cfg->precision);
+    if (st != FOPT_SUCCESS)
+        return st;
+    return derived_check(FOPT_KIND_RMSPROP, (const fopt_any_config *)cfg, cfg->lr, cfg->weight_decay);
+}
+
+fopt_status fopt_group_values_check(const fopt_desc *d, const fopt_any_config *cfg, double lr, double wd)
+{
+    if (!finite_nonneg(lr))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr must be finite and >= 0, got %g", lr);
+    if (!finite_nonneg(wd))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "weight_decay must be finite and >= 0, got %g", wd);
+    return derived_check(d->kind, cfg, lr, wd);
+}
+
+/* ---- config fields through a descriptor ---- */
+
+double fopt_cfg_lr(const fopt_desc *d, const fopt_any_config *cfg)
+{
+    double v;
+    memcpy(&v, (const char *)cfg + d->lr_offset, sizeof v);
+    return v;
+}
+
+double fopt_cfg_wd(const fopt_desc *d, const fopt_any_config *cfg)
+{
+    double v;
+    memcpy(&v, (const char *)cfg + d->wd_offset, sizeof v);
+    return v;
+}
+
+const fopt_precision *fopt_cfg_precision(const fopt_desc *d, const fopt_any_config *cfg)
+{
+    return (const fopt_precision *)(const void *)((const char *)cfg + d->precision_offset);
+}
+
+bool fopt_cfg_capturable(const fopt_desc *d, const fopt_any_config *cfg)
+{
+    return *(const bool *)((const char *)cfg + d->capturable_offset);
+}
+
+fopt_any_config fopt_cfg_copy(const fopt_desc *d, const void *cfg)
+{
+    fopt_any_config c;
+    memset(&c, 0, sizeof c);
+    memcpy(&c, cfg, d->kind == FOPT_KIND_ADAM ? sizeof(fopt_adam_config) : sizeof(fopt_rmsprop_config));
+    return c;
+}
+
+fopt_group_scalars fopt_cpu_scalars(const fopt_desc *d, const fopt_any_config *cfg, int64_t step)
+{
+    return fopt_group_scalars_make(d->kind, cfg, fopt_cfg_lr(d, cfg), fopt_cfg_wd(d, cfg), step);
+}
+
+/* ---- the flat fp32 entry points ---- */
+
+static fopt_status flat_common(const fopt_precision *pr, fopt_host_tensor *out)
+{
+    if (pr->state_dtype != FOPT_FLOAT32)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "the flat fp32 entry points keep fp32 states; use the _multi entry points for "
+                         "precision.state_dtype %d", (int)pr->state_dtype);
+    memset(out, 0, sizeof *out);
+    out->dtype = FOPT_FLOAT32;
+    return FOPT_SUCCESS;
+}
+
+fopt_status fopt_adam_flat_tensor(const fopt_adam_config *cfg, size_t n, float *param,
+                                  const float *grad, float *exp_avg, float *exp_avg_sq,
+                                  float *max_exp_avg_sq, fopt_host_tensor *out)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
+    if (!param || !grad || !exp_avg || !exp_avg_sq)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "param, grad, exp_avg and exp_avg_sq must not be NULL");
+    if (cfg->amsgrad && !max_exp_avg_sq)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "amsgrad needs max_exp_avg_sq");
+    fopt_status st = flat_common(&cfg->precision, out);
+    if (st != FOPT_SUCCESS)
+        return st;
+    out->param = param;
+    out->grad = grad;
+    out->numel = n;
+    out->state[FOPT_SLOT_EXP_AVG] = exp_avg;
+    out->state[FOPT_SLOT_EXP_AVG_SQ] = exp_avg_sq;
+    out->state[FOPT_SLOT_MAX_EXP_AVG_SQ] = cfg->amsgrad ? max_exp_avg_sq : NULL;
+    return FOPT_SUCCESS;
+}
+
+fopt_status fopt_rmsprop_flat_tensor(const fopt_rmsprop_config *cfg, size_t n, float *param,
+                                     const float *grad, float *square_avg, float *momentum_buffer,
+                                     float *grad_avg, fopt_host_tensor *out)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
+    if (!param || !grad || !square_avg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "param, grad and square_avg must not be NULL");
+    if (cfg->momentum > 0.0 && !momentum_buffer)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "momentum > 0 needs momentum_buffer");
+    if (cfg->centered && !grad_avg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "centered needs grad_avg");
+    fopt_status st = flat_common(&cfg->precision, out);
+    if (st != FOPT_SUCCESS)
+        return st;
+    out->param = param;
+    out->grad = grad;
+    out->numel = n;
+    out->state[FOPT_SLOT_SQUARE_AVG] = square_avg;
+    out->state[FOPT_SLOT_MOMENTUM_BUFFER] = cfg->momentum > 0.0 ? momentum_buffer : NULL;
+    out->state[FOPT_SLOT_GRAD_AVG] = cfg->centered ? grad_avg : NULL;
+    return FOPT_SUCCESS;
+}
+
+/* ---- step options ---- */
+
+fopt_status fopt_options_check(const fopt_step_options *o)
+{
+    if (!o)
+        return FOPT_SUCCESS;
+    if (!finite_nonneg(o->max_grad_norm))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "step options: max_grad_norm must be finite and >= 0 (0: no clipping), got %g",
+                         o->max_grad_norm);
+    return FOPT_SUCCESS;
+}
+
+bool fopt_options_need_stats(const fopt_step_options *o)
+{
+    return o && (o->max_grad_norm > 0.0 || o->grad_norm || o->found_inf || o->grad_sq_sum);
+}
+
+fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const double *sq_sum)
+{
+    if (!sq_sum || (count > 0 && !tensors))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors or sq_sum is NULL");
+    for (size_t k = 0; k < count; k++) {
+        if (tensors[k].dtype != FOPT_FLOAT32 && tensors[k].dtype != FOPT_FLOAT16 &&
+            tensors[k].dtype != FOPT_BFLOAT16)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: dtype: unknown dtype %d", k,
+                             (int)tensors[k].dtype);
+        if (tensors[k].numel > 0 && !tensors[k].grad)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: grad is NULL with numel %zu", k,
+                             tensors[k].numel);
+    }
+    return FOPT_SUCCESS;
+}
+
+/* ---- buffers of a call must not overlap ---- */
+
+static int range_cmp(const void *a, const void *b)
+{
+    const fopt_range *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+fopt_status fopt_ranges_disjoint(fopt_range *r, size_t count)
+{
+    qsort(r, count, sizeof *r, range_cmp);
+    for (size_t i = 1; i < count; i++)
+        if (r[i].begin < r[i - 1].end)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                             "buffers overlap: tensor %zu's %s and tensor %zu's %s share memory",
+                             r[i - 1].tensor, r[i - 1].what, r[i].tensor, r[i].what);
+    return FOPT_SUCCESS;
+}
+
+/* ---- a CPU multi-tensor call ---- */
+
+static const char *const state_names[2][FOPT_MAX_STATES] = {
+    {"exp_avg (state[0])", "exp_avg_sq (state[1])", "max_exp_avg_sq (state[2])"},
+    {"square_avg (state[0])", "momentum_buffer (state[1])", "grad_avg (state[2])"},
+};
+
+fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
+                             const fopt_host_tensor *tensors, size_t count,
+                             const fopt_step_options *opts)
+{
+    fopt_status st = d->check(cfg);
+    if (st != FOPT_SUCCESS)
+        return st;
+    if (step < 1)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "step counts from 1, got %lld", (long long)step);
+    if ((st = fopt_options_check(opts)) != FOPT_SUCCESS)
+        return st;
+    if (count > 0 && !tensors)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors is NULL with count %zu", count);
+    const fopt_precision *pr = fopt_cfg_precision(d, cfg);
+    const unsigned states = d->states(cfg);
+    const unsigned state_bytes = pr->state_dtype == FOPT_BFLOAT16 ? 2u : 4u;
+    const char *const *names = state_names[d->kind == FOPT_KIND_ADAM ? 0 : 1];
+    size_t nranges = 0;
+    for (size_t k = 0; k < count; k++) {
+        const fopt_host_tensor *t = &tensors[k];
+        char where[48];
+        snprintf(where, sizeof where, "tensor %zu", k);
+        if ((st = fopt_precision_check(pr, t->dtype, where)) != FOPT_SUCCESS)
+            return st;
+        fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
+        if (t->master && mm == FOPT_MASTER_NONE)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: master is set but %s", k,
+                             t->dtype == FOPT_FLOAT32 ? "fp32 params keep no master copy"
+                                                      : "precision.master_weights is off");
+        if (t->numel == 0)
+            continue;
+        if (!t->param || !t->grad)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
+                             t->param ? "grad" : "param", t->numel);
+        if (mm != FOPT_MASTER_NONE && !t->master)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                             "tensor %zu: master is NULL but precision.master_weights is on", k);
+        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
+            if ((states >> s & 1u) && !t->state[s])
+                return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL", k, names[s]);
+        nranges += 2 + (mm != FOPT_MASTER_NONE);
+        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
+            nranges += states >> s & 1u;
+    }
+    if (nranges == 0)
+        return FOPT_SUCCESS;
+    fopt_range *r = malloc(nranges * sizeof *r);
+    if (!r)
+        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation of %zu bytes failed",
+                         nranges * sizeof *r);
+    size_t n = 0;
+    for (size_t k = 0; k < count; k++) {
+        const fopt_host_tensor *t = &tensors[k];
+        if (t->numel == 0)
+            continue;
+        size_t eb = t->dtype == FOPT_FLOAT32 ? 4 : 2;
+        fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
+        r[n++] = (fopt_range){(uintptr_t)t->param, (uintptr_t)t->param + t->numel * eb, k, "param"};
+        r[n++] = (fopt_range){(uintptr_t)t->grad, (uintptr_t)t->grad + t->numel * eb, k, "grad"};
+        if (mm != FOPT_MASTER_NONE)
+            r[n++] = (fopt_range){(uintptr_t)t->master,
+                                  (uintptr_t)t->master + t->numel * (mm == FOPT_MASTER_F32 ? 4 : 2), k,
+                                  "master"};
+        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
+            if (states >> s & 1u)
+                r[n++] = (fopt_range){(uintptr_t)t->state[s],
+                                      (uintptr_t)t->state[s] + t->numel * state_bytes, k, names[s]};
+    }
+    st = fopt_ranges_disjoint(r, n);
+    free(r);
+    return st;
+}

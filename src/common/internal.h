@@ -1,0 +1,132 @@
+/* Internal declarations shared by every layer of src/: error reporting, validation, and the one
+ * descriptor per optimizer that the generic code (CPU multi-tensor drivers, GPU optimizer object)
+ * works through. Not installed.
+ *
+ * Layers: src/common (status, configs, validation, descriptors), src/ref (the CPU reference),
+ * src/cpu (the fast CPU path), src/gpu (the GPU optimizer object over the device layer). The
+ * kernels (kernels/) depend on none of them. */
+#ifndef FUSEDOPT_INTERNAL_H
+#define FUSEDOPT_INTERNAL_H
+
+#include "fusedopt.h"
+#include "launch.h"
+#include "multi_tensor.h"
+#include "scalars.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Records a message for fopt_last_error() (printf-style) and returns `status`, so that a failure
+ * path reads `return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr is %g", lr);`. */
+fopt_status fopt_fail(fopt_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* A fast-CPU-path element loop over fp32 arrays: n elements of param, grad and the three state
+ * slots (NULL where unused), with one group's scalars. */
+typedef void (*fopt_cpu_kernel)(const fopt_group_scalars *s, size_t n, float *param,
+                                const float *grad, float *st0, float *st1, float *st2);
+
+/* Everything the generic code needs to know about one optimizer. */
+typedef struct fopt_desc {
+    fopt_kind kind;
+    const char *name;     /* "adam", "rmsprop" */
+    size_t lr_offset;     /* of double lr in its config */
+    size_t wd_offset;     /* of double weight_decay */
+    size_t precision_offset, capturable_offset;
+    /* hyper-parameters in range and derived scalars finite: FOPT_SUCCESS or INVALID_VALUE */
+    fopt_status (*check)(const fopt_any_config *cfg);
+    /* state slots kept (bits of fopt_slot 0..2) and the kernels' variant bits */
+    unsigned (*states)(const fopt_any_config *cfg);
+    unsigned (*variant)(const fopt_any_config *cfg);
+    /* the CPU reference's element update (fp32, in place) */
+    void (*ref_element)(const fopt_group_scalars *s, float *p, float g, float st[FOPT_MAX_STATES]);
+    /* the fast CPU path's fp32 element loop for an instruction set (fopt_cpu_isa_level) */
+    fopt_cpu_kernel (*cpu_kernel)(int isa, const fopt_group_scalars *s);
+    /* the GPU step kernel for a combination of storage types */
+    fopt_kernel (*step_kernel)(fopt_storage param, fopt_storage state, fopt_master_mode master,
+                               unsigned variant);
+} fopt_desc;
+
+extern const fopt_desc fopt_adam_desc;
+extern const fopt_desc fopt_rmsprop_desc;
+
+/* Config fields through a descriptor. */
+double fopt_cfg_lr(const fopt_desc *d, const fopt_any_config *cfg);
+double fopt_cfg_wd(const fopt_desc *d, const fopt_any_config *cfg);
+const fopt_precision *fopt_cfg_precision(const fopt_desc *d, const fopt_any_config *cfg);
+bool fopt_cfg_capturable(const fopt_desc *d, const fopt_any_config *cfg);
+/* A copy of the caller's config of d's kind. */
+fopt_any_config fopt_cfg_copy(const fopt_desc *d, const void *cfg);
+
+/* Hyper-parameter checks of each optimizer (the descriptors' check). */
+fopt_status fopt_adam_config_check(const fopt_adam_config *cfg);
+fopt_status fopt_rmsprop_config_check(const fopt_rmsprop_config *cfg);
+/* Every value a group may take (lr, weight decay) gives finite derived scalars. */
+fopt_status fopt_group_values_check(const fopt_desc *d, const fopt_any_config *cfg, double lr,
+                                    double wd);
+
+/* How a tensor of storage type `param` keeps its math parameter under a precision setting. */
+fopt_master_mode fopt_master_mode_of(const fopt_precision *p, fopt_dtype param);
+
+/* Validation of precision settings against one tensor's dtype; `where` names the tensor in the
+ * message ("tensor 3"). */
+fopt_status fopt_precision_check(const fopt_precision *p, fopt_dtype dtype, const char *where);
+fopt_status fopt_precision_config_check(const fopt_precision *p);
+/* fopt_step_options validation (values only: the pointers' memory is the caller's). */
+fopt_status fopt_options_check(const fopt_step_options *o);
+/* Whether options need the global statistics pass. */
+bool fopt_options_need_stats(const fopt_step_options *o);
+
+/* Full validation of a CPU multi-tensor call; nothing is read beyond the structs and options. */
+fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
+                             const fopt_host_tensor *tensors, size_t count,
+                             const fopt_step_options *opts);
+
+/* The one fp32 tensor of a flat (0.1) CPU call, after the 0.1 argument checks (every pointer
+ * non-NULL even when n == 0, optional buffers required by the variant, fp32 states). */
+fopt_status fopt_adam_flat_tensor(const fopt_adam_config *cfg, size_t n, float *param,
+                                  const float *grad, float *exp_avg, float *exp_avg_sq,
+                                  float *max_exp_avg_sq, fopt_host_tensor *out);
+fopt_status fopt_rmsprop_flat_tensor(const fopt_rmsprop_config *cfg, size_t n, float *param,
+                                     const float *grad, float *square_avg, float *momentum_buffer,
+                                     float *grad_avg, fopt_host_tensor *out);
+
+/* Every group's scalars of one CPU call (one group: the config's lr and weight decay). */
+fopt_group_scalars fopt_cpu_scalars(const fopt_desc *d, const fopt_any_config *cfg, int64_t step);
+
+/* The byte ranges [begin, end) of a call's buffers must not overlap: FOPT_SUCCESS or
+ * INVALID_VALUE naming two of them. `names[i]` says what range i is. */
+typedef struct fopt_range {
+    uintptr_t begin, end;
+    size_t tensor;
+    const char *what;
+} fopt_range;
+fopt_status fopt_ranges_disjoint(fopt_range *ranges, size_t count);
+
+/* Arguments of fopt_grad_sq_sum_*_multi. */
+fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const double *sq_sum);
+
+/* The reference's sum of squares of the unscaled grads in the order of kernels/stats.h. */
+double fopt_ref_sq_sum(const fopt_host_tensor *tensors, size_t count, const float *grad_scale);
+
+/* The multi-tensor drivers behind the public _multi entry points. */
+fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
+                           const fopt_host_tensor *tensors, size_t count,
+                           const fopt_step_options *opts);
+fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
+                           const fopt_host_tensor *tensors, size_t count,
+                           const fopt_step_options *opts);
+
+/* The GPU optimizer's creation behind fopt_adam_create / fopt_rmsprop_create. */
+fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt_any_config *cfg,
+                            const fopt_tensor *tensors, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

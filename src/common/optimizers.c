@@ -1,0 +1,71 @@
+/* One descriptor per optimizer: validation, the state slots it keeps, its kernel variant, its
+ * reference element update, its fast CPU loops and its GPU step kernels. The generic code (the
+ * CPU multi-tensor drivers, the GPU optimizer object, checkpoints) works through these and knows
+ * no optimizer by name. The math itself is written once per path and optimizer:
+ * src/ref/<opt>_ref.c, src/cpu/<opt>_cpu.c, kernels/<opt>.cu (docs/SEMANTICS.md has the formulas). */
+#include <stddef.h>
+
+#include "internal.h"
+
+/* Defined by each optimizer's reference and fast CPU files. */
+void fopt_adam_ref_element(const fopt_group_scalars *s, float *p, float g, float st[FOPT_MAX_STATES]);
+void fopt_rmsprop_ref_element(const fopt_group_scalars *s, float *p, float g, float st[FOPT_MAX_STATES]);
+fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *s);
+fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
+
+/* ---- Adam / AdamW ---- */
+
+static fopt_status adam_check(const fopt_any_config *c) { return fopt_adam_config_check(&c->adam); }
+
+static unsigned adam_states(const fopt_any_config *c)
+{
+    return (1u << FOPT_SLOT_EXP_AVG) | (1u << FOPT_SLOT_EXP_AVG_SQ) |
+           (c->adam.amsgrad ? 1u << FOPT_SLOT_MAX_EXP_AVG_SQ : 0u);
+}
+
+static unsigned adam_variant(const fopt_any_config *c) { return c->adam.amsgrad ? 1u : 0u; }
+
+const fopt_desc fopt_adam_desc = {
+    .kind = FOPT_KIND_ADAM,
+    .name = "adam",
+    .lr_offset = offsetof(fopt_adam_config, lr),
+    .wd_offset = offsetof(fopt_adam_config, weight_decay),
+    .precision_offset = offsetof(fopt_adam_config, precision),
+    .capturable_offset = offsetof(fopt_adam_config, capturable),
+    .check = adam_check,
+    .states = adam_states,
+    .variant = adam_variant,
+    .ref_element = fopt_adam_ref_element,
+    .cpu_kernel = fopt_adam_cpu_kernel,
+    .step_kernel = fopt_adam_step_kernel,
+};
+
+/* ---- RMSprop ---- */
+
+static fopt_status rmsprop_check(const fopt_any_config *c) { return fopt_rmsprop_config_check(&c->rmsprop); }
+
+static unsigned rmsprop_states(const fopt_any_config *c)
+{
+    return (1u << FOPT_SLOT_SQUARE_AVG) | (c->rmsprop.momentum > 0.0 ? 1u << FOPT_SLOT_MOMENTUM_BUFFER : 0u) |
+           (c->rmsprop.centered ? 1u << FOPT_SLOT_GRAD_AVG : 0u);
+}
+
+static unsigned rmsprop_variant(const fopt_any_config *c)
+{
+    return (c->rmsprop.momentum > 0.0 ? 1u : 0u) | (c->rmsprop.centered ? 2u : 0u);
+}
+
+const fopt_desc fopt_rmsprop_desc = {
+    .kind = FOPT_KIND_RMSPROP,
+    .name = "rmsprop",
+    .lr_offset = offsetof(fopt_rmsprop_config, lr),
+    .wd_offset = offsetof(fopt_rmsprop_config, weight_decay),
+    .precision_offset = offsetof(fopt_rmsprop_config, precision),
+    .capturable_offset = offsetof(fopt_rmsprop_config, capturable),
+    .check = rmsprop_check,
+    .states = rmsprop_states,
+    .variant = rmsprop_variant,
+    .ref_element = fopt_rmsprop_ref_element,
+    .cpu_kernel = fopt_rmsprop_cpu_kernel,
+    .step_kernel = fopt_rmsprop_step_kernel,
+};

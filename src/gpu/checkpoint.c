@@ -1,0 +1,205 @@
+/* Checkpoints of the GPU optimizer and per-tensor state copies.
+ *
+ * A checkpoint is a header, then the state allocation byte for byte (every state buffer, then
+ * the fp32 master copies or remainders). The header names the optimizer kind, its state slots,
+ * its precision settings, the tensor list (count, and a hash of each tensor's numel, dtype and
+ * group), the step count and every group's lr and weight decay; a checksum covers the header and
+ * the payload, so any truncation, bit flip or edit is rejected before anything changes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optimizer.h"
+
+typedef struct state_header {
+    char magic[8];         /* "FOPTSTAT" */
+    uint32_t version;      /* FOPT_VERSION_NUMBER of the writer */
+    uint32_t header_bytes; /* sizeof(state_header) */
+    uint32_t kind;         /* fopt_kind */
+    uint32_t states;       /* state slot bits */
+    uint32_t state_dtype;  /* precision.state_dtype */
+    uint32_t precision;    /* bit 0 master_weights, 1 master_remainder, 2 stochastic_rounding */
+    uint64_t seed;
+    uint64_t tensor_count;
+    uint64_t list_hash;
+    uint64_t state_bytes;
+    int64_t step;
+    uint32_t group_count;
+    uint32_t pad_;
+    double lr[FOPT_MAX_GROUPS];
+    double wd[FOPT_MAX_GROUPS];
+    uint64_t checksum;     /* of this header (with checksum 0) and the payload */
+} state_header;
+
+static const char state_magic[8] = {'F', 'O', 'P', 'T', 'S', 'T', 'A', 'T'};
+
+static uint64_t checksum(const state_header *h, const void *payload, size_t n)
+{
+    state_header copy = *h;
+    copy.checksum = 0;
+    uint64_t x = fopt_hash_bytes(0xcbf29ce484222325ull, &copy, sizeof copy);
+    /* 8 bytes at a time: a checkpoint can be gigabytes. */
+    const unsigned char *b = payload;
+    x ^= n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        x = (x ^ w) * 0x100000001b3ull;
+        x ^= x >> 29;
+    }
+    return fopt_hash_bytes(x, b + i, n - i);
+}
+
+static uint32_t precision_bits(const fopt_precision *p)
+{
+    return (p->master_weights ? 1u : 0u) | (p->master_remainder ? 2u : 0u) | (p->stochastic_rounding ? 4u : 0u);
+}
+
+size_t fopt_state_size(const fopt_optimizer *opt)
+{
+    return opt ? sizeof(state_header) + opt->plan.state_bytes : 0;
+}
+
+fopt_status fopt_state_save(const fopt_optimizer *copt, void *host_buf, size_t size)
+{
+    if (!copt || !host_buf)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer or buffer is NULL");
+    if (size < fopt_state_size(copt))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "buffer holds %zu bytes; the state needs %zu", size,
+                         fopt_state_size(copt));
+    /* reading the device's count and hyper-parameters back is not an observable change */
+    fopt_optimizer *opt = (fopt_optimizer *)copt;
+    fopt_status status = fopt_sync_step(opt);
+    if (status != FOPT_SUCCESS)
+        return status;
+    fopt_device_scope scope;
+    if ((status = fopt_device_enter(opt, &scope)) != FOPT_SUCCESS)
+        return status;
+    unsigned char *payload = (unsigned char *)host_buf + sizeof(state_header);
+    double lr[FOPT_MAX_GROUPS], wd[FOPT_MAX_GROUPS];
+    memcpy(lr, opt->lr, sizeof lr);
+    memcpy(wd, opt->wd, sizeof wd);
+    FOPT_CUDA_TRY(fopt_dev_synchronize());
+    if (opt->capturable) { /* a captured schedule may have written them */
+        FOPT_CUDA_TRY(fopt_dev_memcpy(lr, fopt_work_hparams(opt)->lr, sizeof lr));
+        FOPT_CUDA_TRY(fopt_dev_memcpy(wd, fopt_work_hparams(opt)->wd, sizeof wd));
+    }
+    if (opt->plan.state_bytes > 0)
+        FOPT_CUDA_TRY(fopt_dev_memcpy(payload, opt->state_mem, opt->plan.state_bytes));
+    fopt_device_leave(&scope);
+
+    const fopt_precision *pr = fopt_cfg_precision(opt->d, &opt->cfg);
+    state_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, state_magic, sizeof h.magic);
+    h.version = FOPT_VERSION_NUMBER;
+    h.header_bytes = sizeof h;
+    h.kind = (uint32_t)opt->d->kind;
+    h.states = opt->plan.states;
+    h.state_dtype = (uint32_t)pr->state_dtype;
+    h.precision = precision_bits(pr);
+    h.seed = pr->seed;
+    h.tensor_count = opt->tensor_count;
+    h.list_hash = opt->list_hash;
+    h.state_bytes = opt->plan.state_bytes;
+    h.step = opt->step;
+    h.group_count = opt->group_count;
+    memcpy(h.lr, lr, sizeof lr);
+    memcpy(h.wd, wd, sizeof wd);
+    h.checksum = checksum(&h, payload, opt->plan.state_bytes);
+    memcpy(host_buf, &h, sizeof h);
+    return FOPT_SUCCESS;
+fail:
+    fopt_device_leave(&scope);
+    return status;
+}
+
+fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size)
+{
+    if (!opt || !host_buf)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer or buffer is NULL");
+    state_header h;
+    if (size < sizeof h)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "buffer of %zu bytes is too small for a checkpoint", size);
+    memcpy(&h, host_buf, sizeof h);
+    if (memcmp(h.magic, state_magic, sizeof h.magic) != 0 || h.header_bytes != sizeof h)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "not a fusedopt checkpoint");
+    if (h.version != FOPT_VERSION_NUMBER)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint from library version %u, this is %u",
+                         h.version, (unsigned)FOPT_VERSION_NUMBER);
+    const fopt_precision *pr = fopt_cfg_precision(opt->d, &opt->cfg);
+    if (h.kind != (uint32_t)opt->d->kind || h.states != opt->plan.states)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "checkpoint from another optimizer or variant (kind %u states %u, this is kind %d states %u)",
+                         h.kind, h.states, (int)opt->d->kind, opt->plan.states);
+    if (h.state_dtype != (uint32_t)pr->state_dtype || h.precision != precision_bits(pr) || h.seed != pr->seed)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "checkpoint with other precision settings (state dtype %u, flags %u)", h.state_dtype,
+                         h.precision);
+    if (h.tensor_count != opt->tensor_count || h.list_hash != opt->list_hash ||
+        h.state_bytes != opt->plan.state_bytes || h.group_count != opt->group_count)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint over another tensor list");
+    if (size - sizeof h < h.state_bytes)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint is truncated");
+    const unsigned char *payload = (const unsigned char *)host_buf + sizeof h;
+    if (checksum(&h, payload, h.state_bytes) != h.checksum)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint is corrupted (checksum mismatch)");
+    if (h.step < 0)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint has an invalid step count");
+    for (uint32_t g = 0; g < FOPT_MAX_GROUPS; g++)
+        if (fopt_group_values_check(opt->d, &opt->cfg, h.lr[g], h.wd[g]) != FOPT_SUCCESS)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint has an invalid lr or weight decay (group %u)", g);
+
+    fopt_device_scope scope;
+    fopt_status status = fopt_device_enter(opt, &scope);
+    if (status != FOPT_SUCCESS)
+        return status;
+    fopt_device_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.step = h.step;
+    memcpy(hp.lr, h.lr, sizeof hp.lr);
+    memcpy(hp.wd, h.wd, sizeof hp.wd);
+    /* Enqueued steps must not run after (or during) the copy. */
+    FOPT_CUDA_TRY(fopt_dev_synchronize());
+    if (h.state_bytes > 0)
+        FOPT_CUDA_TRY(fopt_dev_memcpy(opt->state_mem, payload, h.state_bytes));
+    FOPT_CUDA_TRY(fopt_dev_memcpy(fopt_work_hparams(opt), &hp, sizeof hp));
+    fopt_device_leave(&scope);
+    opt->step = h.step;
+    opt->step_on_device = opt->capturable;
+    memcpy(opt->lr, h.lr, sizeof h.lr);
+    memcpy(opt->wd, h.wd, sizeof h.wd);
+    return FOPT_SUCCESS;
+fail:
+    fopt_device_leave(&scope);
+    return status;
+}
+
+fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf, bool into_optimizer)
+{
+    if (!opt || !buf)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer or buffer is NULL");
+    if (tensor >= opt->tensor_count)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu; the optimizer has %zu", tensor, opt->tensor_count);
+    if ((unsigned)slot > FOPT_SLOT_MASTER)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "unknown slot %d", (int)slot);
+    const fopt_tensor_entry *e = &opt->entries[tensor];
+    void *dev = e->slot[slot]; /* fopt_slot numbers the first slots of an entry (FOPT_TS_*) */
+    if (!dev && e->numel > 0)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no state in slot %d",
+                         tensor, (int)slot);
+    size_t bytes = (size_t)e->numel * fopt_storage_bytes((fopt_storage)e->storage[slot]);
+    fopt_device_scope scope;
+    fopt_status status = fopt_device_enter(opt, &scope);
+    if (status != FOPT_SUCCESS)
+        return status;
+    FOPT_CUDA_TRY(fopt_dev_synchronize());
+    if (bytes > 0)
+        FOPT_CUDA_TRY(into_optimizer ? fopt_dev_memcpy(dev, buf, bytes) : fopt_dev_memcpy(buf, dev, bytes));
+    fopt_device_leave(&scope);
+    return FOPT_SUCCESS;
+fail:
+    fopt_device_leave(&scope);
+    return status;
+}

@@ -1,0 +1,62 @@
+/* Adam / AdamW CPU reference: the oracle for every other path. Scalar and single-threaded on
+ * purpose; PyTorch's single-tensor algorithm (torch/optim/adam.py, adamw.py), step t from 1, as
+ * docs/SEMANTICS.md states it. This file holds the element update, written in the order PyTorch
+ * evaluates it; src/ref/ref_multi.c walks the tensors, storage types and step options around it. */
+#include <math.h>
+
+#include "internal.h"
+
+/* PyTorch's lerp for a scalar weight: self + w*(end - self) when w < 0.5, else
+ * end - (end - self)*(1 - w). */
+static float lerp_ref(float self, float end, float w, float one_minus_w, int from_end)
+{
+    return from_end ? end - (end - self) * one_minus_w : self + w * (end - self);
+}
+
+void fopt_adam_ref_element(const fopt_group_scalars *gs, float *param, float grad,
+                           float st[FOPT_MAX_STATES])
+{
+    const fopt_adam_scalars *s = &gs->adam;
+    float p = *param;
+    float g = s->maximize ? -grad : grad;
+    if (s->decoupled)
+        p = p * s->decay;
+    else if (s->l2)
+        g = g + s->weight_decay * p;
+
+    float m = lerp_ref(st[FOPT_SLOT_EXP_AVG], g, s->lerp_w, s->lerp_1mw, s->lerp_from_end);
+    float v = st[FOPT_SLOT_EXP_AVG_SQ] * s->beta2 + s->one_minus_beta2 * g * g;
+    float vv = v;
+    if (s->amsgrad) {
+        /* torch.maximum: NaN wins */
+        float vmax = st[FOPT_SLOT_MAX_EXP_AVG_SQ];
+        vv = (isnan(vmax) || vmax > v) ? vmax : v;
+        st[FOPT_SLOT_MAX_EXP_AVG_SQ] = vv;
+    }
+    float denom = sqrtf(vv) / s->bc2_sqrt + s->eps;
+    *param = p + s->neg_step_size * m / denom;
+    st[FOPT_SLOT_EXP_AVG] = m;
+    st[FOPT_SLOT_EXP_AVG_SQ] = v;
+}
+
+fopt_status fopt_adam_step_ref(const fopt_adam_config *cfg, int64_t step, size_t n, float *param,
+                               const float *grad, float *exp_avg, float *exp_avg_sq,
+                               float *max_exp_avg_sq)
+{
+    fopt_host_tensor t;
+    fopt_status st = fopt_adam_flat_tensor(cfg, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &t);
+    if (st != FOPT_SUCCESS)
+        return st;
+    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
+    return fopt_ref_multi(&fopt_adam_desc, &c, step, &t, 1, NULL);
+}
+
+fopt_status fopt_adam_step_ref_multi(const fopt_adam_config *cfg, int64_t step,
+                                     const fopt_host_tensor *tensors, size_t count,
+                                     const fopt_step_options *opts)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
+    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
+    return fopt_ref_multi(&fopt_adam_desc, &c, step, tensors, count, opts);
+}

@@ -1,0 +1,67 @@
+/* RMSprop CPU reference: the oracle for every other path. Scalar and single-threaded on purpose;
+ * PyTorch's single-tensor algorithm (torch/optim/rmsprop.py) as docs/SEMANTICS.md states it. This
+ * file holds the element update; src/ref/ref_multi.c walks the tensors, storage types and step
+ * options around it.
+ *
+ * Centered: v - ga*ga is a variance and never negative in exact arithmetic, but rounding can make
+ * it a few ulp below zero when the gradient barely varies. PyTorch then takes sqrt of a negative
+ * number and the parameter becomes NaN; fusedopt clamps the variance at 0 instead (a NaN variance
+ * from NaN inputs stays NaN). That is the only place fusedopt departs from PyTorch. */
+#include <math.h>
+
+#include "internal.h"
+
+void fopt_rmsprop_ref_element(const fopt_group_scalars *gs, float *param, float grad,
+                              float st[FOPT_MAX_STATES])
+{
+    const fopt_rmsprop_scalars *s = &gs->rmsprop;
+    float p = *param;
+    float g = s->maximize ? -grad : grad;
+    if (s->l2)
+        g = g + s->weight_decay * p;
+
+    float v = st[FOPT_SLOT_SQUARE_AVG] * s->alpha + s->one_minus_alpha * g * g;
+    float avg;
+    if (s->centered) {
+        float ga = st[FOPT_SLOT_GRAD_AVG];
+        ga = s->lerp_from_end ? g - (g - ga) * s->lerp_1mw : ga + s->one_minus_alpha * (g - ga);
+        float var = v - ga * ga;
+        avg = sqrtf(var < 0.0f ? 0.0f : var);
+        st[FOPT_SLOT_GRAD_AVG] = ga;
+    } else {
+        avg = sqrtf(v);
+    }
+    avg = avg + s->eps;
+
+    if (s->use_momentum) {
+        float buf = st[FOPT_SLOT_MOMENTUM_BUFFER] * s->momentum + g / avg;
+        st[FOPT_SLOT_MOMENTUM_BUFFER] = buf;
+        *param = p + s->neg_lr * buf;
+    } else {
+        *param = p + s->neg_lr * g / avg;
+    }
+    st[FOPT_SLOT_SQUARE_AVG] = v;
+}
+
+fopt_status fopt_rmsprop_step_ref(const fopt_rmsprop_config *cfg, size_t n, float *param,
+                                  const float *grad, float *square_avg, float *momentum_buffer,
+                                  float *grad_avg)
+{
+    fopt_host_tensor t;
+    fopt_status st = fopt_rmsprop_flat_tensor(cfg, n, param, grad, square_avg, momentum_buffer,
+                                              grad_avg, &t);
+    if (st != FOPT_SUCCESS)
+        return st;
+    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
+    return fopt_ref_multi(&fopt_rmsprop_desc, &c, 1, &t, 1, NULL);
+}
+
+fopt_status fopt_rmsprop_step_ref_multi(const fopt_rmsprop_config *cfg, int64_t step,
+                                        const fopt_host_tensor *tensors, size_t count,
+                                        const fopt_step_options *opts)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
+    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
+    return fopt_ref_multi(&fopt_rmsprop_desc, &c, step, tensors, count, opts);
+}
