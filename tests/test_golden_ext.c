@@ -30,6 +30,7 @@
 
 #include "fusedopt.h"
 #include "golden_ext.h"
+#include "host_run.h"
 
 #define GOLDEN_TOL 1e-5
 
@@ -67,6 +68,24 @@ Test(golden_ext, amp_clipping_ref_multi_matches_pytorch)
 Test(golden_ext, amp_clipping_cpu_multi_matches_pytorch)
 {
     check("golden_amp.bin", fopt_adam_step_cpu_multi, fopt_rmsprop_step_cpu_multi, "cpu_multi");
+}
+
+/* The GPU kernels (statistics, prologue, step) run on the host: scalars from the host, and from
+ * the device-side prologue with small chunks (capturable steps and steps that may be skipped). */
+Test(golden_ext, mixed_precision_kernels_match_pytorch)
+{
+    check("golden_mixed.bin", fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host, "kernels");
+    fopt_host_run_set_mode((fopt_host_run_mode){11, 1});
+    check("golden_mixed.bin", fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host,
+          "kernels, device scalars");
+}
+
+Test(golden_ext, amp_clipping_kernels_match_pytorch)
+{
+    check("golden_amp.bin", fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host, "kernels");
+    fopt_host_run_set_mode((fopt_host_run_mode){11, 1});
+    check("golden_amp.bin", fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host,
+          "kernels, device scalars");
 }
 
 /* Guards against regenerated files that lost coverage. */
