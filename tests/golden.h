@@ -2,7 +2,8 @@
  * a loader for tests/data/golden_*.bin and a replayer that runs a case through any step function
  * with the reference's signature (the CPU reference, the fast CPU path, host-run GPU kernels).
  *
- * The file format is described at the top of scripts/gen_golden.py. State slots:
+ * The file format is described at the top of scripts/gen_golden.py. State slots are the public
+ * fopt_slot numbers (include/fusedopt.h):
  *   Adam     0 exp_avg      1 exp_avg_sq        2 max_exp_avg_sq (amsgrad only)
  *   RMSprop  0 square_avg   1 momentum_buffer   2 grad_avg
  *            (momentum_buffer only when momentum > 0, grad_avg only when centered)

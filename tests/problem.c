@@ -9,27 +9,6 @@
 #include "launch.h"
 #include "scalars.h"
 
-/* name, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize */
-#define A(nm, ...) {.name = nm, .adam = true, .a = {__VA_ARGS__}}
-/* name, lr, alpha, eps, weight_decay, momentum, centered, maximize */
-#define R(nm, ...) {.name = nm, .adam = false, .r = {__VA_ARGS__}}
-const test_variant test_variants[] = {
-    A("adam", 1e-3, 0.9, 0.999, 1e-8, 0.0, false, false, false),
-    A("adam_l2", 1e-3, 0.9, 0.999, 1e-8, 0.1, false, false, false),
-    A("adamw", 1e-2, 0.9, 0.999, 1e-8, 0.1, true, false, false),
-    A("adam_amsgrad", 1e-3, 0.9, 0.999, 1e-8, 0.0, false, true, false),
-    A("adamw_amsgrad", 1e-3, 0.9, 0.99, 1e-8, 0.01, true, true, false),
-    A("adam_maximize_l2", 1e-3, 0.9, 0.999, 1e-8, 0.05, false, false, true),
-    A("adam_small_beta1", 3e-2, 0.3, 0.95, 1e-6, 0.0, false, false, false),
-    R("rmsprop", 1e-2, 0.99, 1e-8, 0.0, 0.0, false, false),
-    R("rmsprop_wd", 1e-2, 0.99, 1e-8, 0.1, 0.0, false, false),
-    R("rmsprop_momentum", 1e-2, 0.99, 1e-8, 0.0, 0.9, false, false),
-    R("rmsprop_centered", 1e-3, 0.9, 1e-6, 0.0, 0.0, true, false),
-    R("rmsprop_centered_momentum", 1e-3, 0.99, 1e-8, 0.01, 0.5, true, false),
-    R("rmsprop_maximize", 1e-2, 0.99, 1e-8, 0.0, 0.0, false, true),
-    R("rmsprop_small_alpha_centered", 1e-3, 0.3, 1e-3, 0.0, 0.9, true, false),
-};
-const size_t test_variant_count = sizeof test_variants / sizeof test_variants[0];
 
 const fopt_desc *test_variant_desc(const test_variant *v)
 {
@@ -78,8 +57,7 @@ test_problem *test_problem_make(const test_variant *v, const size_t *numel, cons
     p->v = v;
     p->count = count;
     p->rng = test_rng_make(seed);
-    fopt_any_config cfg = test_variant_config(v);
-    p->mask = test_variant_desc(v)->states(&cfg);
+    p->mask = fopt_variant_states(v);
     p->numel = xcalloc(count, sizeof *p->numel);
     p->param = xcalloc(count, sizeof(float *));
     p->grad = xcalloc(count, sizeof(float *));

@@ -10,21 +10,16 @@
 #include "internal.h"
 #include "multi_tensor.h"
 #include "util.h"
+#include "variants.h"
 
-typedef struct test_variant {
-    const char *name;
-    bool adam; /* else RMSprop */
-    fopt_adam_config a;
-    fopt_rmsprop_config r;
-} test_variant;
+/* The variants every kernel path is checked on (bench/variants.h, shared with the benchmarks). */
+typedef fopt_variant test_variant;
+#define test_variants fopt_variants
+#define test_variant_count fopt_variant_count
 
 /* The descriptor and the generic config of a variant. */
 const fopt_desc *test_variant_desc(const test_variant *v);
 fopt_any_config test_variant_config(const test_variant *v);
-
-/* Every optimizer variant the kernels must serve (each flag, and the other lerp form). */
-extern const test_variant test_variants[];
-extern const size_t test_variant_count;
 
 typedef struct test_problem {
     const test_variant *v;
