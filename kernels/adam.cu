@@ -1,18 +1,8 @@
-/* Adam / AdamW fused kernel: one pass per element over param, grad, exp_avg, exp_avg_sq (and
- * max_exp_avg_sq with AMSGrad). The math of PyTorch's single-tensor Adam (docs/SEMANTICS.md),
- * step t counting from 1, with every scalar derived on the host in double and rounded once:
- *
- *   g  = maximize ? -grad : grad
- *   AdamW:          p = p * s(1 - lr*wd)
- *   Adam, wd != 0:  g = g + s(wd)*p
- *   m  = lerp(m, g, s(1 - beta1))
- *   v  = v*s(beta2) + s(1 - beta2)*g*g
- *   vv = amsgrad ? (vmax = max(vmax, v)) : v
- *   p  = p + s(-lr/(1 - beta1^t)) * m / (sqrt(vv)/s(sqrt(1 - beta2^t)) + s(eps))
- *
- * Built with --fmad=false: the same operations in the same order as the CPU reference, so the GPU
- * result is bit-identical to it (IEEE sqrt and division are nvcc's defaults). Storage types,
- * master weights and grad scaling are the memory side's (chunk.cuh); this is fp32 math only. */
+/* Adam / AdamW step kernels: the math functor (docs/SEMANTICS.md, "Adam / AdamW"; the scalars
+ * come from kernels/scalars.h) over the memory walker of kernels/chunk.cuh, one instantiation per
+ * combination of storage types a config can ask for. Built with --fmad=false: the same fp32
+ * operations in the same order as the CPU reference, so the results are bit-identical to it (IEEE
+ * sqrt and division are nvcc's defaults). */
 #include "chunk.cuh"
 
 namespace {

@@ -1,20 +1,6 @@
-/* RMSprop fused kernel: one pass per element over param, grad, square_avg, and the momentum
- * buffer and grad_avg only for the variants that keep them. The math of PyTorch's single-tensor
- * RMSprop (docs/SEMANTICS.md), every scalar derived on the host in double and rounded once:
- *
- *   g  = maximize ? -grad : grad
- *   wd != 0:   g = g + s(wd)*p
- *   v  = v*s(alpha) + s(1 - alpha)*g*g
- *   centered:  ga = lerp(ga, g, s(1 - alpha));  avg = sqrt(max(v - ga*ga, 0))
- *   else:      avg = sqrt(v)
- *   avg = avg + s(eps)
- *   momentum:  buf = buf*s(momentum) + g/avg;  p = p + s(-lr)*buf
- *   else:      p = p + s(-lr)*g/avg
- *
- * The centered variance is clamped at 0 where rounding makes it negative (PyTorch gives NaN
- * there); a NaN variance stays NaN. Built with --fmad=false, so the result is bit-identical to
- * the CPU reference. Storage types, master weights and grad scaling are the memory side's
- * (chunk.cuh); this is fp32 math only. */
+/* RMSprop step kernels: the math functor (docs/SEMANTICS.md, "RMSprop", including the clamp of a
+ * centered variance that rounding made negative) over the memory walker of kernels/chunk.cuh.
+ * Built with --fmad=false, so the results are bit-identical to the CPU reference. */
 #include "chunk.cuh"
 
 namespace {

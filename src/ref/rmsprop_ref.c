@@ -1,12 +1,8 @@
 /* RMSprop CPU reference: the oracle for every other path. Scalar and single-threaded on purpose;
  * PyTorch's single-tensor algorithm (torch/optim/rmsprop.py) as docs/SEMANTICS.md states it. This
  * file holds the element update; src/ref/ref_multi.c walks the tensors, storage types and step
- * options around it.
- *
- * Centered: v - ga*ga is a variance and never negative in exact arithmetic, but rounding can make
- * it a few ulp below zero when the gradient barely varies. PyTorch then takes sqrt of a negative
- * number and the parameter becomes NaN; fusedopt clamps the variance at 0 instead (a NaN variance
- * from NaN inputs stays NaN). That is the only place fusedopt departs from PyTorch. */
+ * options around it. The centered variance is clamped at 0 where rounding makes it negative, the
+ * one place fusedopt departs from PyTorch (docs/SEMANTICS.md says why). */
 #include <math.h>
 
 #include "internal.h"
