@@ -94,47 +94,57 @@ fopt_master_mode fopt_master_mode_of(const fopt_precision *p, fopt_dtype param)
     return p->master_remainder && param == FOPT_BFLOAT16 ? FOPT_MASTER_REMAINDER : FOPT_MASTER_F32;
 }
 
+/* A hyper-parameter and the range it must lie in. */
+typedef enum { NONNEG, UNIT_HALFOPEN, UNIT_CLOSED } range_rule;
+typedef struct field {
+    const char *name;
+    double value;
+    range_rule rule;
+} field;
+
+/* The fields in range, the precision settings usable, the derived scalars finite. */
+static fopt_status check_config(fopt_kind kind, const fopt_any_config *cfg, const field *f, size_t n,
+                                const fopt_precision *pr, double lr, double wd)
+{
+    static const char *const wants[] = {"finite and >= 0", "in [0, 1)", "in [0, 1]"};
+    for (size_t i = 0; i < n; i++) {
+        bool ok = f[i].rule == NONNEG ? finite_nonneg(f[i].value)
+                  : f[i].rule == UNIT_HALFOPEN ? in_unit_halfopen(f[i].value)
+                                               : in_unit_closed(f[i].value);
+        if (!ok)
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s must be %s, got %g", f[i].name,
+                             wants[f[i].rule], f[i].value);
+    }
+    fopt_status st = fopt_precision_config_check(pr);
+    return st != FOPT_SUCCESS ? st : derived_check(kind, cfg, lr, wd);
+}
+
 fopt_status fopt_adam_config_check(const fopt_adam_config *cfg)
 {
     if (!cfg)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    if (!finite_nonneg(cfg->lr))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr must be finite and >= 0, got %g", cfg->lr);
-    if (!in_unit_halfopen(cfg->beta1))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "beta1 must be in [0, 1), got %g", cfg->beta1);
-    if (!in_unit_halfopen(cfg->beta2))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "beta2 must be in [0, 1), got %g", cfg->beta2);
-    if (!finite_nonneg(cfg->eps))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "eps must be finite and >= 0, got %g", cfg->eps);
-    if (!finite_nonneg(cfg->weight_decay))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "weight_decay must be finite and >= 0, got %g",
-                         cfg->weight_decay);
-    fopt_status st = fopt_precision_config_check(&cfg->precision);
-    if (st != FOPT_SUCCESS)
-        return st;
-    return derived_check(FOPT_KIND_ADAM, (const fopt_any_config *)cfg, cfg->lr, cfg->weight_decay);
+    const field f[] = {{"lr", cfg->lr, NONNEG},           {"beta1", cfg->beta1, UNIT_HALFOPEN},
+                       {"beta2", cfg->beta2, UNIT_HALFOPEN}, {"eps", cfg->eps, NONNEG},
+                       {"weight_decay", cfg->weight_decay, NONNEG}};
+    fopt_any_config c;
+    memset(&c, 0, sizeof c);
+    c.adam = *cfg;
+    return check_config(FOPT_KIND_ADAM, &c, f, sizeof f / sizeof f[0], &cfg->precision, cfg->lr,
+                        cfg->weight_decay);
 }
 
 fopt_status fopt_rmsprop_config_check(const fopt_rmsprop_config *cfg)
 {
     if (!cfg)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    if (!finite_nonneg(cfg->lr))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "lr must be finite and >= 0, got %g", cfg->lr);
-    if (!in_unit_closed(cfg->alpha))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "alpha must be in [0, 1], got %g", cfg->alpha);
-    if (!finite_nonneg(cfg->eps))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "eps must be finite and >= 0, got %g", cfg->eps);
-    if (!finite_nonneg(cfg->weight_decay))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "weight_decay must be finite and >= 0, got %g",
-                         cfg->weight_decay);
-    if (!finite_nonneg(cfg->momentum))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "momentum must be finite and >= 0, got %g",
-                         cfg->momentum);
-    fopt_status st = fopt_precision_config_check(&cfg->precision);
-    if (st != FOPT_SUCCESS)
-        return st;
-    return derived_check(FOPT_KIND_RMSPROP, (const fopt_any_config *)cfg, cfg->lr, cfg->weight_decay);
+    const field f[] = {{"lr", cfg->lr, NONNEG},    {"alpha", cfg->alpha, UNIT_CLOSED},
+                       {"eps", cfg->eps, NONNEG},  {"weight_decay", cfg->weight_decay, NONNEG},
+                       {"momentum", cfg->momentum, NONNEG}};
+    fopt_any_config c;
+    memset(&c, 0, sizeof c);
+    c.rmsprop = *cfg;
+    return check_config(FOPT_KIND_RMSPROP, &c, f, sizeof f / sizeof f[0], &cfg->precision, cfg->lr,
+                        cfg->weight_decay);
 }
 
 fopt_status fopt_group_values_check(const fopt_desc *d, const fopt_any_config *cfg, double lr, double wd)
@@ -187,7 +197,9 @@ fopt_group_scalars fopt_cpu_scalars(const fopt_desc *d, const fopt_any_config *c
 
 /* ---- the flat fp32 entry points ---- */
 
-static fopt_status flat_common(const fopt_precision *pr, fopt_host_tensor *out)
+/* The one fp32 tensor of a flat call: param, grad, n and the three state slots. */
+static fopt_status flat_tensor(const fopt_precision *pr, size_t n, float *param, const float *grad,
+                               float *s0, float *s1, float *s2, fopt_host_tensor *out)
 {
     if (pr->state_dtype != FOPT_FLOAT32)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
@@ -195,6 +207,12 @@ static fopt_status flat_common(const fopt_precision *pr, fopt_host_tensor *out)
                          "precision.state_dtype %d", (int)pr->state_dtype);
     memset(out, 0, sizeof *out);
     out->dtype = FOPT_FLOAT32;
+    out->param = param;
+    out->grad = grad;
+    out->numel = n;
+    out->state[0] = s0;
+    out->state[1] = s1;
+    out->state[2] = s2;
     return FOPT_SUCCESS;
 }
 
@@ -208,16 +226,8 @@ fopt_status fopt_adam_flat_tensor(const fopt_adam_config *cfg, size_t n, float *
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "param, grad, exp_avg and exp_avg_sq must not be NULL");
     if (cfg->amsgrad && !max_exp_avg_sq)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "amsgrad needs max_exp_avg_sq");
-    fopt_status st = flat_common(&cfg->precision, out);
-    if (st != FOPT_SUCCESS)
-        return st;
-    out->param = param;
-    out->grad = grad;
-    out->numel = n;
-    out->state[FOPT_SLOT_EXP_AVG] = exp_avg;
-    out->state[FOPT_SLOT_EXP_AVG_SQ] = exp_avg_sq;
-    out->state[FOPT_SLOT_MAX_EXP_AVG_SQ] = cfg->amsgrad ? max_exp_avg_sq : NULL;
-    return FOPT_SUCCESS;
+    return flat_tensor(&cfg->precision, n, param, grad, exp_avg, exp_avg_sq,
+                       cfg->amsgrad ? max_exp_avg_sq : NULL, out);
 }
 
 fopt_status fopt_rmsprop_flat_tensor(const fopt_rmsprop_config *cfg, size_t n, float *param,
@@ -232,16 +242,17 @@ fopt_status fopt_rmsprop_flat_tensor(const fopt_rmsprop_config *cfg, size_t n, f
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "momentum > 0 needs momentum_buffer");
     if (cfg->centered && !grad_avg)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "centered needs grad_avg");
-    fopt_status st = flat_common(&cfg->precision, out);
-    if (st != FOPT_SUCCESS)
-        return st;
-    out->param = param;
-    out->grad = grad;
-    out->numel = n;
-    out->state[FOPT_SLOT_SQUARE_AVG] = square_avg;
-    out->state[FOPT_SLOT_MOMENTUM_BUFFER] = cfg->momentum > 0.0 ? momentum_buffer : NULL;
-    out->state[FOPT_SLOT_GRAD_AVG] = cfg->centered ? grad_avg : NULL;
-    return FOPT_SUCCESS;
+    return flat_tensor(&cfg->precision, n, param, grad, square_avg,
+                       cfg->momentum > 0.0 ? momentum_buffer : NULL, cfg->centered ? grad_avg : NULL, out);
+}
+
+fopt_status fopt_call_multi(fopt_multi_driver driver, const fopt_desc *d, const void *cfg, int64_t step,
+                            const fopt_host_tensor *tensors, size_t count, const fopt_step_options *opts)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
+    fopt_any_config c = fopt_cfg_copy(d, cfg);
+    return driver(d, &c, step, tensors, count, opts);
 }
 
 /* ---- step options ---- */

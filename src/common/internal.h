@@ -113,6 +113,53 @@ fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, con
 /* The reference's sum of squares of the unscaled grads in the order of kernels/stats.h. */
 double fopt_ref_sq_sum(const fopt_host_tensor *tensors, size_t count, const float *grad_scale);
 
+/* A multi-tensor driver: validates, then steps (fopt_ref_multi, fopt_cpu_multi, the host-run
+ * kernels). fopt_call_multi() runs one for a public entry point: NULL config check, copy. */
+typedef fopt_status (*fopt_multi_driver)(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
+                                         const fopt_host_tensor *tensors, size_t count,
+                                         const fopt_step_options *opts);
+fopt_status fopt_call_multi(fopt_multi_driver driver, const fopt_desc *d, const void *cfg, int64_t step,
+                            const fopt_host_tensor *tensors, size_t count, const fopt_step_options *opts);
+
+/* Defines the two multi-tensor entry points of a driver, named adam_fn and rmsprop_fn (e.g.
+ * fopt_adam_step_cpu_multi and fopt_rmsprop_step_cpu_multi), with the public _multi signature. */
+#define FOPT_DEFINE_MULTI_ENTRIES(adam_fn, rmsprop_fn, driver)                                    \
+    fopt_status adam_fn(const fopt_adam_config *cfg, int64_t step, const fopt_host_tensor *tensors, \
+                        size_t count, const fopt_step_options *opts)                               \
+    {                                                                                              \
+        return fopt_call_multi(driver, &fopt_adam_desc, cfg, step, tensors, count, opts);           \
+    }                                                                                              \
+    fopt_status rmsprop_fn(const fopt_rmsprop_config *cfg, int64_t step,                           \
+                           const fopt_host_tensor *tensors, size_t count,                          \
+                           const fopt_step_options *opts)                                          \
+    {                                                                                              \
+        return fopt_call_multi(driver, &fopt_rmsprop_desc, cfg, step, tensors, count, opts);        \
+    }
+
+/* Defines the flat fp32 (0.1) entry points of a driver: fopt_adam_step_<sfx> and
+ * fopt_rmsprop_step_<sfx>, one tensor through the driver. */
+#define FOPT_DEFINE_FLAT_ENTRIES(sfx, driver)                                                      \
+    fopt_status fopt_adam_step_##sfx(const fopt_adam_config *cfg, int64_t step, size_t n,          \
+                                     float *param, const float *grad, float *exp_avg,              \
+                                     float *exp_avg_sq, float *max_exp_avg_sq)                     \
+    {                                                                                              \
+        fopt_host_tensor t;                                                                        \
+        fopt_status st = fopt_adam_flat_tensor(cfg, n, param, grad, exp_avg, exp_avg_sq,           \
+                                               max_exp_avg_sq, &t);                                \
+        return st != FOPT_SUCCESS ? st                                                             \
+                                  : fopt_call_multi(driver, &fopt_adam_desc, cfg, step, &t, 1, NULL); \
+    }                                                                                              \
+    fopt_status fopt_rmsprop_step_##sfx(const fopt_rmsprop_config *cfg, size_t n, float *param,     \
+                                        const float *grad, float *square_avg,                      \
+                                        float *momentum_buffer, float *grad_avg)                   \
+    {                                                                                              \
+        fopt_host_tensor t;                                                                        \
+        fopt_status st = fopt_rmsprop_flat_tensor(cfg, n, param, grad, square_avg,                 \
+                                                  momentum_buffer, grad_avg, &t);                  \
+        return st != FOPT_SUCCESS ? st                                                             \
+                                  : fopt_call_multi(driver, &fopt_rmsprop_desc, cfg, 1, &t, 1, NULL); \
+    }
+
 /* The multi-tensor drivers behind the public _multi entry points. */
 fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
                            const fopt_host_tensor *tensors, size_t count,

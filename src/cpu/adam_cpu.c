@@ -50,14 +50,7 @@ static int adam_variant(const fopt_adam_scalars *s)
 
 fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *gs)
 {
-    const int variant = adam_variant(&gs->adam);
-    switch (isa) {
-#ifdef FOPT_CPU_X86
-    case FOPT_CPU_ISA_AVX512: return adam_kernels_avx512[variant];
-    case FOPT_CPU_ISA_AVX2: return adam_kernels_avx2[variant];
-#endif
-    default: return adam_kernels_scalar[variant];
-    }
+    return FOPT_CPU_PICK(isa, adam_kernels)[adam_variant(&gs->adam)];
 }
 
 #else /* ======================== template: one instruction set ======================== */

@@ -16,16 +16,7 @@
 #include "cpu_instantiate.h"
 #undef FOPT_TPL_FILE
 
-const fopt_cpu_convert *fopt_cpu_converter(int isa)
-{
-    switch (isa) {
-#ifdef FOPT_CPU_X86
-    case FOPT_CPU_ISA_AVX512: return &fopt_cpu_convert_avx512;
-    case FOPT_CPU_ISA_AVX2: return &fopt_cpu_convert_avx2;
-#endif
-    default: return &fopt_cpu_convert_scalar;
-    }
-}
+const fopt_cpu_convert *fopt_cpu_converter(int isa) { return FOPT_CPU_PICK(isa, fopt_cpu_convert); }
 
 #else /* ======================== template: one instruction set ======================== */
 
@@ -124,10 +115,11 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uin
 }
 #endif
 
-static const fopt_cpu_convert FOPT_TPL_NAME(fopt_cpu_convert) = {
+/* one element, so that the name is a pointer like the element loops' tables */
+static const fopt_cpu_convert FOPT_TPL_NAME(fopt_cpu_convert)[1] = {{
     FOPT_TPL_NAME(up_f16),      FOPT_TPL_NAME(up_bf16),    FOPT_TPL_NAME(down_f16),
     FOPT_TPL_NAME(down_bf16),   FOPT_TPL_NAME(down_bf16_sr), FOPT_TPL_NAME(rem_decode),
     FOPT_TPL_NAME(rem_encode),
-};
+}};
 
 #endif

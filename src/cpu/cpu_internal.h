@@ -109,6 +109,15 @@ void fopt_cpu_roofline(size_t n, const float *ro, float *const *rw, int nrw);
 
 #define FOPT_INLINE static inline __attribute__((always_inline))
 
+/* The instantiation of `name` (cpu_instantiate.h) for an instruction set: name##_avx512,
+ * name##_avx2 or name##_scalar. */
+#ifdef FOPT_CPU_X86
+#define FOPT_CPU_PICK(isa, name)                                                                   \
+    ((isa) == FOPT_CPU_ISA_AVX512 ? name##_avx512 : (isa) == FOPT_CPU_ISA_AVX2 ? name##_avx2 : name##_scalar)
+#else
+#define FOPT_CPU_PICK(isa, name) (name##_scalar)
+#endif
+
 /* Scalar: plain C floats, exactly the reference's expressions. */
 typedef float fopt_v1;
 FOPT_INLINE fopt_v1 fopt_v1_ld(const float *p) { return *p; }

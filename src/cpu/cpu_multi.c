@@ -211,18 +211,31 @@ static void stats_range(void *vctx, size_t b, size_t e)
     }
 }
 
+/* start[k] = items before tensor k, start[count] = all: items are elements (shift 0) or chunks of
+ * 2^shift elements. NULL (with the failure recorded) when the host is out of memory. */
+static size_t *prefix_sums(const fopt_host_tensor *tensors, size_t count, unsigned shift)
+{
+    size_t *start = malloc((count + 1) * sizeof *start);
+    if (!start) {
+        fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation for %zu tensors failed", count);
+        return NULL;
+    }
+    size_t total = 0;
+    for (size_t k = 0; k < count; k++) {
+        start[k] = total;
+        total += (size_t)fopt_chunks_for(tensors[k].numel, shift);
+    }
+    start[count] = total;
+    return start;
+}
+
 /* The sum of squares in the fixed order; FOPT_ERROR_OUT_OF_MEMORY when the partials don't fit. */
 static fopt_status cpu_sq_sum(const fopt_host_tensor *tensors, size_t count, const float *scale, double *out)
 {
-    size_t *chunk_start = malloc((count + 1) * sizeof *chunk_start);
+    size_t *chunk_start = prefix_sums(tensors, count, FOPT_CHUNK_SHIFT);
     if (!chunk_start)
-        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation for %zu tensors failed", count);
-    size_t chunks = 0;
-    for (size_t k = 0; k < count; k++) {
-        chunk_start[k] = chunks;
-        chunks += (size_t)fopt_chunks_for(tensors[k].numel, FOPT_CHUNK_SHIFT);
-    }
-    chunk_start[count] = chunks;
+        return FOPT_ERROR_OUT_OF_MEMORY;
+    const size_t chunks = chunk_start[count];
     double *partials = malloc((chunks ? chunks : 1) * sizeof *partials);
     if (!partials) {
         free(chunk_start);
@@ -280,15 +293,10 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
     }
     c.zero_grads = opts && opts->zero_grads;
 
-    size_t *start = malloc((count + 1) * sizeof *start);
+    size_t *start = prefix_sums(tensors, count, 0);
     if (!start)
-        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation for %zu tensors failed", count);
-    size_t total = 0;
-    for (size_t k = 0; k < count; k++) {
-        start[k] = total;
-        total += tensors[k].numel;
-    }
-    start[count] = total;
+        return FOPT_ERROR_OUT_OF_MEMORY;
+    const size_t total = start[count];
 
     const int isa = fopt_cpu_isa_current();
     const fopt_group_scalars s = fopt_cpu_scalars(d, cfg, step);
@@ -307,49 +315,7 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
     return FOPT_SUCCESS;
 }
 
-/* ---- public entry points ---- */
-
-fopt_status fopt_adam_step_cpu(const fopt_adam_config *cfg, int64_t step, size_t n, float *param,
-                               const float *grad, float *exp_avg, float *exp_avg_sq,
-                               float *max_exp_avg_sq)
-{
-    fopt_host_tensor t;
-    fopt_status st = fopt_adam_flat_tensor(cfg, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &t);
-    if (st != FOPT_SUCCESS)
-        return st;
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_cpu_multi(&fopt_adam_desc, &c, step, &t, 1, NULL);
-}
-
-fopt_status fopt_rmsprop_step_cpu(const fopt_rmsprop_config *cfg, size_t n, float *param,
-                                  const float *grad, float *square_avg, float *momentum_buffer,
-                                  float *grad_avg)
-{
-    fopt_host_tensor t;
-    fopt_status st = fopt_rmsprop_flat_tensor(cfg, n, param, grad, square_avg, momentum_buffer,
-                                              grad_avg, &t);
-    if (st != FOPT_SUCCESS)
-        return st;
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_cpu_multi(&fopt_rmsprop_desc, &c, 1, &t, 1, NULL);
-}
-
-fopt_status fopt_adam_step_cpu_multi(const fopt_adam_config *cfg, int64_t step,
-                                     const fopt_host_tensor *tensors, size_t count,
-                                     const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_cpu_multi(&fopt_adam_desc, &c, step, tensors, count, opts);
-}
-
-fopt_status fopt_rmsprop_step_cpu_multi(const fopt_rmsprop_config *cfg, int64_t step,
-                                        const fopt_host_tensor *tensors, size_t count,
-                                        const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_cpu_multi(&fopt_rmsprop_desc, &c, step, tensors, count, opts);
-}
+/* ---- public entry points ----
+ * fopt_adam_step_cpu, fopt_rmsprop_step_cpu, fopt_adam_step_cpu_multi, fopt_rmsprop_step_cpu_multi */
+FOPT_DEFINE_FLAT_ENTRIES(cpu, fopt_cpu_multi)
+FOPT_DEFINE_MULTI_ENTRIES(fopt_adam_step_cpu_multi, fopt_rmsprop_step_cpu_multi, fopt_cpu_multi)

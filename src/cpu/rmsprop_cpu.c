@@ -47,14 +47,7 @@ static int rms_variant(const fopt_rmsprop_scalars *s)
 
 fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *gs)
 {
-    const int variant = rms_variant(&gs->rmsprop);
-    switch (isa) {
-#ifdef FOPT_CPU_X86
-    case FOPT_CPU_ISA_AVX512: return rms_kernels_avx512[variant];
-    case FOPT_CPU_ISA_AVX2: return rms_kernels_avx2[variant];
-#endif
-    default: return rms_kernels_scalar[variant];
-    }
+    return FOPT_CPU_PICK(isa, rms_kernels)[rms_variant(&gs->rmsprop)];
 }
 
 #else /* ======================== template: one instruction set ======================== */

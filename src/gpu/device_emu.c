@@ -213,11 +213,12 @@ static cudaError_t record(cudaStream_t stream, op o, int *recorded)
 
 static cudaError_t run_op(const op *o)
 {
-    switch (o->kind) {
-    case OP_LAUNCH: o->kernel.run_on_host(o->args); break;
-    case OP_COPY: memmove(o->dst, o->src, o->bytes); break;
-    case OP_SET: memset(o->dst, o->value, o->bytes); break;
-    }
+    if (o->kind == OP_LAUNCH)
+        o->kernel.run_on_host(o->args);
+    else if (o->kind == OP_COPY && o->bytes)
+        memmove(o->dst, o->src, o->bytes);
+    else if (o->kind == OP_SET && o->bytes)
+        memset(o->dst, o->value, o->bytes);
     return cudaSuccess;
 }
 
@@ -228,29 +229,20 @@ static cudaError_t sync_allowed(void)
     return g_capture_open ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
 }
 
-cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes)
+/* A synchronous copy (src) or memset (no src). */
+static cudaError_t sync_op(void *dst, const void *src, int value, size_t bytes)
 {
     cudaError_t err = sync_allowed();
     if (err != cudaSuccess)
         return err;
     if (injected_failure())
         return cudaErrorUnknown;
-    if (bytes)
-        memmove(dst, src, bytes);
-    return cudaSuccess;
+    op o = {src ? OP_COPY : OP_SET, {0}, NULL, dst, src, bytes, value};
+    return run_op(&o);
 }
 
-cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes)
-{
-    cudaError_t err = sync_allowed();
-    if (err != cudaSuccess)
-        return err;
-    if (injected_failure())
-        return cudaErrorUnknown;
-    if (bytes)
-        memset(ptr, value, bytes);
-    return cudaSuccess;
-}
+cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes) { return sync_op(dst, src, 0, bytes); }
+cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes) { return sync_op(ptr, NULL, value, bytes); }
 
 cudaError_t fopt_dev_memcpy_async(void *dst, const void *src, size_t bytes, cudaStream_t stream)
 {
@@ -258,14 +250,9 @@ cudaError_t fopt_dev_memcpy_async(void *dst, const void *src, size_t bytes, cuda
         return cudaErrorUnknown;
     int recorded;
     op o = {OP_COPY, {0}, NULL, dst, src, bytes, 0};
-    /* a captured host-to-device copy reads its source at replay; only device sources are
-     * recorded by fusedopt, which the caller keeps alive */
+    /* a captured copy reads its source at replay, as CUDA's does: the caller keeps it alive */
     cudaError_t err = record(stream, o, &recorded);
-    if (err != cudaSuccess || recorded)
-        return err;
-    if (bytes)
-        memmove(dst, src, bytes);
-    return cudaSuccess;
+    return err != cudaSuccess || recorded ? err : run_op(&o);
 }
 
 cudaError_t fopt_dev_memset_async(void *ptr, int value, size_t bytes, cudaStream_t stream)
@@ -275,11 +262,7 @@ cudaError_t fopt_dev_memset_async(void *ptr, int value, size_t bytes, cudaStream
     int recorded;
     op o = {OP_SET, {0}, NULL, ptr, NULL, bytes, value};
     cudaError_t err = record(stream, o, &recorded);
-    if (err != cudaSuccess || recorded)
-        return err;
-    if (bytes)
-        memset(ptr, value, bytes);
-    return cudaSuccess;
+    return err != cudaSuccess || recorded ? err : run_op(&o);
 }
 
 cudaError_t fopt_dev_synchronize(void) { return sync_allowed(); }

@@ -146,22 +146,4 @@ done:
     return st;
 }
 
-fopt_status fopt_adam_step_kernels_host(const fopt_adam_config *cfg, int64_t step,
-                                        const fopt_host_tensor *tensors, size_t count,
-                                        const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return host_run(&fopt_adam_desc, &c, step, tensors, count, opts);
-}
-
-fopt_status fopt_rmsprop_step_kernels_host(const fopt_rmsprop_config *cfg, int64_t step,
-                                           const fopt_host_tensor *tensors, size_t count,
-                                           const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return host_run(&fopt_rmsprop_desc, &c, step, tensors, count, opts);
-}
+FOPT_DEFINE_MULTI_ENTRIES(fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host, host_run)

@@ -261,22 +261,25 @@ fail:
     return status;
 }
 
+static fopt_status create_with(fopt_optimizer **out, const fopt_desc *d, const void *cfg,
+                               const fopt_tensor *tensors, size_t count)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
+    fopt_any_config c = fopt_cfg_copy(d, cfg);
+    return fopt_gpu_create(out, d, &c, tensors, count);
+}
+
 fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
                              const fopt_tensor *tensors, size_t count)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_gpu_create(out, &fopt_adam_desc, &c, tensors, count);
+    return create_with(out, &fopt_adam_desc, cfg, tensors, count);
 }
 
 fopt_status fopt_rmsprop_create(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
                                 const fopt_tensor *tensors, size_t count)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_gpu_create(out, &fopt_rmsprop_desc, &c, tensors, count);
+    return create_with(out, &fopt_rmsprop_desc, cfg, tensors, count);
 }
 
 void fopt_destroy(fopt_optimizer *opt)
@@ -516,28 +519,25 @@ fopt_status fopt_set_lr(fopt_optimizer *opt, double lr)
     return set_groups(opt, 0, FOPT_MAX_GROUPS, &lr, NULL);
 }
 
-fopt_status fopt_set_group_lr(fopt_optimizer *opt, uint32_t group, double lr)
+/* One group's lr (lr != NULL) or weight decay (wd != NULL), checked first. */
+static fopt_status set_group(fopt_optimizer *opt, uint32_t group, const double *lr, const double *wd)
 {
     if (!opt)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer is NULL");
     if (group >= FOPT_MAX_GROUPS)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "group %u; groups are 0..%d", group, FOPT_MAX_GROUPS - 1);
-    fopt_status st = fopt_group_values_check(opt->d, &opt->cfg, lr, opt->wd[group]);
-    if (st != FOPT_SUCCESS)
-        return st;
-    return set_groups(opt, group, group + 1, &lr, NULL);
+    fopt_status st = fopt_group_values_check(opt->d, &opt->cfg, lr ? *lr : opt->lr[group], wd ? *wd : opt->wd[group]);
+    return st != FOPT_SUCCESS ? st : set_groups(opt, group, group + 1, lr, wd);
+}
+
+fopt_status fopt_set_group_lr(fopt_optimizer *opt, uint32_t group, double lr)
+{
+    return set_group(opt, group, &lr, NULL);
 }
 
 fopt_status fopt_set_group_weight_decay(fopt_optimizer *opt, uint32_t group, double weight_decay)
 {
-    if (!opt)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer is NULL");
-    if (group >= FOPT_MAX_GROUPS)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "group %u; groups are 0..%d", group, FOPT_MAX_GROUPS - 1);
-    fopt_status st = fopt_group_values_check(opt->d, &opt->cfg, opt->lr[group], weight_decay);
-    if (st != FOPT_SUCCESS)
-        return st;
-    return set_groups(opt, group, group + 1, NULL, &weight_decay);
+    return set_group(opt, group, NULL, &weight_decay);
 }
 
 double *fopt_lr_device(fopt_optimizer *opt)

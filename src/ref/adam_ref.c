@@ -38,25 +38,3 @@ void fopt_adam_ref_element(const fopt_group_scalars *gs, float *param, float gra
     st[FOPT_SLOT_EXP_AVG] = m;
     st[FOPT_SLOT_EXP_AVG_SQ] = v;
 }
-
-fopt_status fopt_adam_step_ref(const fopt_adam_config *cfg, int64_t step, size_t n, float *param,
-                               const float *grad, float *exp_avg, float *exp_avg_sq,
-                               float *max_exp_avg_sq)
-{
-    fopt_host_tensor t;
-    fopt_status st = fopt_adam_flat_tensor(cfg, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, &t);
-    if (st != FOPT_SUCCESS)
-        return st;
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_ref_multi(&fopt_adam_desc, &c, step, &t, 1, NULL);
-}
-
-fopt_status fopt_adam_step_ref_multi(const fopt_adam_config *cfg, int64_t step,
-                                     const fopt_host_tensor *tensors, size_t count,
-                                     const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_ref_multi(&fopt_adam_desc, &c, step, tensors, count, opts);
-}

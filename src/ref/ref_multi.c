@@ -136,3 +136,7 @@ fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
     }
     return FOPT_SUCCESS;
 }
+
+/* fopt_adam_step_ref, fopt_rmsprop_step_ref, fopt_adam_step_ref_multi, fopt_rmsprop_step_ref_multi */
+FOPT_DEFINE_FLAT_ENTRIES(ref, fopt_ref_multi)
+FOPT_DEFINE_MULTI_ENTRIES(fopt_adam_step_ref_multi, fopt_rmsprop_step_ref_multi, fopt_ref_multi)

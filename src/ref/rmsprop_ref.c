@@ -38,26 +38,3 @@ void fopt_rmsprop_ref_element(const fopt_group_scalars *gs, float *param, float 
     }
     st[FOPT_SLOT_SQUARE_AVG] = v;
 }
-
-fopt_status fopt_rmsprop_step_ref(const fopt_rmsprop_config *cfg, size_t n, float *param,
-                                  const float *grad, float *square_avg, float *momentum_buffer,
-                                  float *grad_avg)
-{
-    fopt_host_tensor t;
-    fopt_status st = fopt_rmsprop_flat_tensor(cfg, n, param, grad, square_avg, momentum_buffer,
-                                              grad_avg, &t);
-    if (st != FOPT_SUCCESS)
-        return st;
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_ref_multi(&fopt_rmsprop_desc, &c, 1, &t, 1, NULL);
-}
-
-fopt_status fopt_rmsprop_step_ref_multi(const fopt_rmsprop_config *cfg, int64_t step,
-                                        const fopt_host_tensor *tensors, size_t count,
-                                        const fopt_step_options *opts)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_ref_multi(&fopt_rmsprop_desc, &c, step, tensors, count, opts);
-}
