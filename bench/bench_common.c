@@ -98,55 +98,46 @@ double bench_max_rel_err(const float *a, const float *ref, size_t n)
 
 /* ---- optimizer variants ---- */
 
-int bench_make_variants(bench_variant *v)
+const fopt_variant *bench_variant_find(const char *bench_name)
 {
-    int n = 0;
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_rmsprop_config r = fopt_rmsprop_config_default();
-
-    v[n++] = (bench_variant){"adam", "adam", "plain", true, 2, a, r};
-    v[n] = (bench_variant){"adamw", "adamw", "plain", true, 2, a, r};
-    v[n].adam.decoupled_weight_decay = true;
-    v[n++].adam.weight_decay = 1e-2;
-    v[n] = (bench_variant){"amsgrad", "adam", "amsgrad", true, 3, a, r};
-    v[n++].adam.amsgrad = true;
-    v[n++] = (bench_variant){"rmsprop", "rmsprop", "plain", false, 1, a, r};
-    v[n] = (bench_variant){"rmsprop_momentum", "rmsprop", "momentum", false, 2, a, r};
-    v[n++].rms.momentum = 0.9;
-    v[n] = (bench_variant){"rmsprop_centered", "rmsprop", "centered", false, 2, a, r};
-    v[n++].rms.centered = true;
-    v[n] = (bench_variant){"rmsprop_centered_momentum", "rmsprop", "centered_momentum", false, 3,
-                           a, r};
-    v[n].rms.centered = true;
-    v[n++].rms.momentum = 0.9;
-    return n;
+    for (size_t i = 0; i < fopt_variant_count; i++)
+        if (fopt_variants[i].bench_name && !strcmp(fopt_variants[i].bench_name, bench_name))
+            return &fopt_variants[i];
+    return NULL;
 }
 
-int bench_bytes_per_elem(const bench_variant *v) { return 4 * (1 + 2 * (1 + v->nstate)); }
-
-void bench_state_ptrs(const bench_variant *v, float *const st[3], size_t off, float *out[3])
+const char *bench_variant_names(void)
 {
-    out[0] = st[0] + off;
-    if (v->is_adam) {
-        out[1] = st[1] + off;
-        out[2] = v->adam.amsgrad ? st[2] + off : NULL;
-    } else {
-        int k = 1;
-        out[1] = v->rms.momentum > 0 ? st[k++] + off : NULL;
-        out[2] = v->rms.centered ? st[k++] + off : NULL;
+    static char names[256];
+    if (!names[0]) {
+        size_t len = 0;
+        for (size_t i = 0; i < fopt_variant_count && len < sizeof names; i++)
+            if (fopt_variants[i].bench_name) {
+                int w = snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "",
+                                 fopt_variants[i].bench_name);
+                len += w > 0 ? (size_t)w : 0;
+            }
     }
+    return names;
 }
 
-fopt_status bench_cpu_step(const bench_variant *v, bool ref, int64_t step, size_t off, size_t n,
-                           float *p, const float *g, float *const st[3])
+void bench_variants_parse(const char *list, bool *sel, const char *option)
 {
-    float *s[3];
-    bench_state_ptrs(v, st, off, s);
-    if (v->is_adam)
-        return (ref ? fopt_adam_step_ref : fopt_adam_step_cpu)(&v->adam, step, n, p + off, g + off,
-                                                               s[0], s[1], s[2]);
-    return (ref ? fopt_rmsprop_step_ref : fopt_rmsprop_step_cpu)(&v->rms, n, p + off, g + off,
-                                                                 s[0], s[1], s[2]);
+    bool all = !strcmp(list, "all");
+    for (size_t i = 0; i < fopt_variant_count; i++)
+        sel[i] = all && fopt_variants[i].bench_name != NULL;
+    if (all)
+        return;
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        bench_die("out of host memory");
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const fopt_variant *v = bench_variant_find(tok);
+        if (!v)
+            bench_die("%s: unknown optimizer '%s' (%s, all)", option, tok, bench_variant_names());
+        sel[v - fopt_variants] = true;
+    }
+    free(copy);
 }
 
 /* ---- CSV ---- */

@@ -5,9 +5,8 @@
  *   - splitmix64, the fixed random stream both draw their data from;
  *   - the CPU's model name from /proc/cpuinfo;
  *   - the largest relative difference of an array from its reference;
- *   - the optimizer variants both measure (Adam, AdamW, AMSGrad, RMSprop plain / momentum /
- *     centered / centered+momentum) with the bytes an fp32 step of each must move, and one CPU
- *     step (fast path or reference) of a variant;
+ *   - the selection of optimizer variants by their bench_name (the list itself is
+ *     bench/variants.c, shared with the tests; bytes per element are bench/modes.c's);
  *   - the results CSV: the file, opened with its header line. */
 #ifndef FOPT_BENCH_COMMON_H
 #define FOPT_BENCH_COMMON_H
@@ -18,6 +17,7 @@
 #include <stdio.h>
 
 #include "fusedopt.h"
+#include "variants.h"
 
 /* Each program defines its name, which starts bench_die()'s messages ("fopt_bench"). */
 extern const char bench_program[];
@@ -48,34 +48,16 @@ void bench_cpu_model(char *out, size_t size, const char *fallback);
  * difference is NaN or infinite. */
 double bench_max_rel_err(const float *a, const float *ref, size_t n);
 
-/* ---- optimizer variants ---- */
-#define BENCH_MAX_VARIANTS 8
+/* ---- optimizer variants (bench/variants.h: the measured ones have a bench_name) ---- */
 
-typedef struct bench_variant {
-    const char *name;      /* the name on the command line and in the grep lines */
-    const char *optimizer; /* CSV: adam, adamw, rmsprop (the PyTorch class) */
-    const char *variant;   /* CSV: plain, amsgrad, momentum, centered, centered_momentum */
-    bool is_adam;
-    int nstate; /* state arrays: Adam m, v (+ vmax); RMSprop v (+ momentum buf) (+ grad_avg) */
-    fopt_adam_config adam;
-    fopt_rmsprop_config rms;
-} bench_variant;
-
-/* Fills v (BENCH_MAX_VARIANTS entries at most) with the variants; returns how many (7). */
-int bench_make_variants(bench_variant *v);
-
-/* The fewest bytes an fp32 step moves per element: the gradient read, the parameter and every
- * state array read and written (Adam 28, AMSGrad 36, RMSprop 20, +8 for momentum or centered). */
-int bench_bytes_per_elem(const bench_variant *v);
-
-/* The state pointers a step of v takes, at element `off` of the arrays st[0..nstate), which hold
- * the variant's states in the order above; NULL where the variant keeps no such state. */
-void bench_state_ptrs(const bench_variant *v, float *const st[3], size_t off, float *out[3]);
-
-/* One step of v over elements [off, off + n) of p, g and the states st (as bench_state_ptrs()):
- * the CPU reference when `ref`, else the fast CPU path. */
-fopt_status bench_cpu_step(const bench_variant *v, bool ref, int64_t step, size_t off, size_t n,
-                           float *p, const float *g, float *const st[3]);
+/* Comma-separated bench names (adam, adamw, amsgrad, rmsprop, rmsprop_momentum, rmsprop_centered,
+ * rmsprop_centered_momentum) or "all" -> sel[i] for fopt_variants[i]. An unknown name ends the
+ * program naming `option`. */
+void bench_variants_parse(const char *list, bool *sel, const char *option);
+/* The measured variant called `bench_name`, or NULL. */
+const fopt_variant *bench_variant_find(const char *bench_name);
+/* The measured variants' names, comma-separated (for --help and messages). */
+const char *bench_variant_names(void);
 
 /* ---- CSV ---- */
 

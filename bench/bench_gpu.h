@@ -1,4 +1,5 @@
-/* GPU helpers of fopt_bench (bench/unfused.cu), callable from C.
+/* GPU helpers of fopt_bench, callable from C, real CUDA build only: the unfused baseline
+ * (bench/unfused.cu) and the timing kernels (bench/timing_kernels.cu).
  *
  * The unfused baseline is what a naive port of an optimizer looks like: every operation of the
  * update is its own pass over memory, through cuBLAS level-1 calls (copy, scal, axpy) where one
@@ -24,6 +25,12 @@ extern "C" {
 
 /* The message of the last failure ("" if none). */
 const char *bench_gpu_error(void);
+/* Records a failure message (printf-style) and returns -1. */
+int bench_gpu_fail(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
 
 typedef struct bench_unfused bench_unfused;
 

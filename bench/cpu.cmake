@@ -1,10 +1,14 @@
-# fopt_cpu_bench: the fast CPU path vs the CPU reference vs a same-traffic roofline loop, plus
-# PyTorch's CPU Adam when the system Python has torch (issue 5). Included by bench/CMakeLists.txt.
-# It links the static library because the roofline loop and the ISA override are internal.
+# fopt_cpu_bench: the fast CPU path vs the CPU reference vs a same-traffic roofline loop, per
+# storage mode, plus PyTorch's CPU Adam when the system Python has torch. Included by
+# bench/CMakeLists.txt. It links the static library because the thread partition, the fp32
+# roofline and the ISA override it uses are internal.
 add_executable(fopt_cpu_bench
   ${CMAKE_CURRENT_LIST_DIR}/cpu_bench.c
-  ${CMAKE_CURRENT_LIST_DIR}/bench_common.c)
-target_include_directories(fopt_cpu_bench PRIVATE ${PROJECT_SOURCE_DIR}/src/common
+  ${CMAKE_CURRENT_LIST_DIR}/roofline.c
+  ${CMAKE_CURRENT_LIST_DIR}/modes.c
+  ${CMAKE_CURRENT_LIST_DIR}/bench_common.c
+  ${CMAKE_CURRENT_LIST_DIR}/variants.c)
+target_include_directories(fopt_cpu_bench PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/src/common
   ${PROJECT_SOURCE_DIR}/src/cpu ${PROJECT_SOURCE_DIR}/kernels)
 target_compile_options(fopt_cpu_bench PRIVATE -Wall -Wextra -ffp-contract=off)
 target_compile_definitions(fopt_cpu_bench PRIVATE

@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""Plots fopt_bench / torch_compare CSVs: throughput (GB/s of the bytes a step must move) against
-the element count, one subplot per optimizer variant, one line per implementation over the single
-tensors, a marker per implementation for the tensor lists (star: GPT-2 small, triangle: 10,000
-small tensors), and the measured copy bandwidth as a dashed roof.
+"""Plots fopt_bench / torch_compare CSVs: throughput (GB/s of the bytes a step must move in its
+storage mode) against the element count, one subplot per optimizer variant and storage mode (the
+CSV's dtype column: fp32 panels first, then one per mode: bf16_master, bf16_remainder, bf16_sr,
+fp16_master, fp32_bf16_states), one line per implementation over the single tensors, a marker per
+implementation for the tensor lists (star: GPT-2 small, triangle: 10,000 small tensors), and the
+measured copy bandwidth as a dashed roof.
 
     python3 bench/plot.py results.csv [torch.csv ...] -o results.png [--title TEXT]
 
 The copy bandwidth is not a column: it is read back from any GPU row as
-gb_per_s * 100 / pct_of_copy_bw. A CSV without GPU rows plots without a roof."""
+gb_per_s * 100 / pct_of_copy_bw. A CSV without GPU rows plots without a roof. Rows of the
+emulated device (device "emulated ...") are left out: their timings are not GPU figures."""
 import argparse
 import csv
 import math
 import statistics
 import sys
+
+
+GPU_IMPLS = ("fused", "unfused", "torch")
 
 
 def read_rows(paths):
@@ -28,6 +34,9 @@ def read_rows(paths):
                     continue
                 if not math.isfinite(r["gb_per_s"]) or r["gb_per_s"] <= 0:
                     continue
+                if (r.get("device") or "").startswith("emulated"):
+                    continue
+                r["dtype"] = r.get("dtype") or "fp32"
                 rows.append(r)
     return rows
 
@@ -35,6 +44,8 @@ def read_rows(paths):
 def copy_roof(rows):
     roofs = []
     for r in rows:
+        if not r["impl"].startswith(GPU_IMPLS):
+            continue  # CPU rows of fopt_cpu_bench put % of their roofline there
         pct = r.get("pct_of_copy_bw", "")
         try:
             pct = float(pct)
@@ -62,9 +73,10 @@ def main():
         return 1
     panels = []
     for r in rows:
-        key = (r["optimizer"], r["variant"])
+        key = (r["optimizer"], r["variant"], r["dtype"])
         if key not in panels:
             panels.append(key)
+    panels.sort(key=lambda k: k[2] != "fp32")  # fp32 first, then the modes (stable)
     impls = []
     for r in rows:
         if r["impl"] not in impls:
@@ -72,15 +84,13 @@ def main():
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     color = {impl: colors[i % len(colors)] for i, impl in enumerate(impls)}
     roof = copy_roof(rows)
-    devices = sorted({r.get("device", "") for r in rows if r["impl"].startswith(("fused",
-                                                                                   "unfused",
-                                                                                   "torch"))})
+    devices = sorted({r.get("device", "") for r in rows if r["impl"].startswith(GPU_IMPLS)})
 
     ncols = 2 if len(panels) > 1 else 1
     nrows = (len(panels) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(7.5 * ncols, 4.6 * nrows), squeeze=False)
-    for ax, (opt, var) in zip(axes.flat, panels):
-        sub = [r for r in rows if (r["optimizer"], r["variant"]) == (opt, var)]
+    for ax, (opt, var, dtype) in zip(axes.flat, panels):
+        sub = [r for r in rows if (r["optimizer"], r["variant"], r["dtype"]) == (opt, var, dtype)]
         for impl in impls:
             single = sorted((r["elements"], r["gb_per_s"]) for r in sub
                             if r["impl"] == impl and r["tensors"] == 1)
@@ -101,7 +111,8 @@ def main():
                     "copy bandwidth %.0f GB/s" % roof, fontsize=8, color="gray")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title("%s (%s)" % (opt, var) if var != "plain" else opt)
+        name = "%s (%s)" % (opt, var) if var != "plain" else opt
+        ax.set_title(name if dtype == "fp32" else "%s, %s" % (name, dtype))
         ax.set_xlabel("elements per step (markers: * GPT-2 small list, ^ 10,000 small tensors)",
                       fontsize=8)
         ax.set_ylabel("GB/s of the bytes a step must move")

@@ -32,22 +32,30 @@ VALIDATION_STEPS = 3
 # ---- fusedopt through ctypes (mirrors include/fusedopt.h) ----------------------------------------
 
 
+class Precision(ctypes.Structure):
+    _fields_ = [("state_dtype", ctypes.c_int), ("master_weights", ctypes.c_bool),
+                ("stochastic_rounding", ctypes.c_bool), ("master_remainder", ctypes.c_bool),
+                ("seed", ctypes.c_uint64)]
+
+
 class AdamConfig(ctypes.Structure):
     _fields_ = [("lr", ctypes.c_double), ("beta1", ctypes.c_double), ("beta2", ctypes.c_double),
                 ("eps", ctypes.c_double), ("weight_decay", ctypes.c_double),
                 ("decoupled_weight_decay", ctypes.c_bool), ("amsgrad", ctypes.c_bool),
-                ("maximize", ctypes.c_bool)]
+                ("maximize", ctypes.c_bool),
+                ("precision", Precision), ("capturable", ctypes.c_bool)]  # 0.2
 
 
 class RmspropConfig(ctypes.Structure):
     _fields_ = [("lr", ctypes.c_double), ("alpha", ctypes.c_double), ("eps", ctypes.c_double),
                 ("weight_decay", ctypes.c_double), ("momentum", ctypes.c_double),
-                ("centered", ctypes.c_bool), ("maximize", ctypes.c_bool)]
+                ("centered", ctypes.c_bool), ("maximize", ctypes.c_bool),
+                ("precision", Precision), ("capturable", ctypes.c_bool)]  # 0.2
 
 
 class Tensor(ctypes.Structure):
     _fields_ = [("param", ctypes.c_void_p), ("grad", ctypes.c_void_p), ("numel", ctypes.c_size_t),
-                ("dtype", ctypes.c_int)]
+                ("dtype", ctypes.c_int), ("group", ctypes.c_uint32)]  # group: 0.2
 
 
 class Fusedopt:

@@ -1,4 +1,5 @@
-/* The unfused GPU baseline of fopt_bench and two timing helpers (see bench_gpu.h).
+/* The unfused GPU baseline of fopt_bench (see bench_gpu.h). Real CUDA build only: cuBLAS has no
+ * emulated counterpart. Its scratch memory comes from the device layer, as all of the benchmark's.
  *
  * Adam, one pass per operation (t = step):
  *   gt = copy(g); [gt = -gt]; [p *= 1 - lr*wd | gt += wd*p]
@@ -16,6 +17,7 @@
  *   momentum: buf = momentum*buf; buf += sq; p += -lr*buf    else: p += -lr*sq
  * That is 10 to 16 passes where the fused kernel makes one. */
 #include "bench_gpu.h"
+#include "device.h"
 
 #include <cublas_v2.h>
 #include <math.h>
@@ -35,7 +37,7 @@ static char error_text[512];
 
 const char *bench_gpu_error(void) { return error_text; }
 
-static int fail(const char *fmt, ...)
+int bench_gpu_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -44,13 +46,13 @@ static int fail(const char *fmt, ...)
     return -1;
 }
 
-/* Returns fail() from the calling function when `expr`, of type `type` and spelled `what`, is
+/* Returns bench_gpu_fail() from the calling function when `expr`, of type `type` and spelled `what`, is
  * not `ok`; `text` names the status. */
 #define TRY(type, ok, text, expr, what)                                                     \
     do {                                                                                    \
         type st_ = (expr);                                                                  \
         if (st_ != (ok))                                                                    \
-            return fail("%s failed at %s:%d: %s", what, __FILE__, __LINE__, text(st_));     \
+            return bench_gpu_fail("%s failed at %s:%d: %s", what, __FILE__, __LINE__, text(st_));     \
     } while (0)
 #define CUDA_TRY(expr) TRY(cudaError_t, cudaSuccess, cudaGetErrorString, expr, #expr)
 #define BLAS_TRY(expr)                                                                      \
@@ -119,17 +121,17 @@ int bench_unfused_create(bench_unfused **out, cudaStream_t stream)
 {
     bench_unfused *u = (bench_unfused *)calloc(1, sizeof *u);
     if (!u)
-        return fail("out of host memory");
+        return bench_gpu_fail("out of host memory");
     cublasStatus_t st = cublasCreate(&u->blas);
     if (st != CUBLAS_STATUS_SUCCESS) {
         free(u);
-        return fail("cublasCreate: %s", cublasGetStatusString(st));
+        return bench_gpu_fail("cublasCreate: %s", cublasGetStatusString(st));
     }
     st = cublasSetStream(u->blas, stream);
     if (st != CUBLAS_STATUS_SUCCESS) {
         cublasDestroy(u->blas);
         free(u);
-        return fail("cublasSetStream: %s", cublasGetStatusString(st));
+        return bench_gpu_fail("cublasSetStream: %s", cublasGetStatusString(st));
     }
     u->stream = stream;
     *out = u;
@@ -140,13 +142,13 @@ int bench_unfused_reserve(bench_unfused *u, size_t max_numel)
 {
     if (max_numel <= u->capacity)
         return 0;
-    CUDA_TRY(cudaStreamSynchronize(u->stream));
-    CUDA_TRY(cudaFree(u->gt));
-    CUDA_TRY(cudaFree(u->sq));
+    CUDA_TRY(fopt_dev_stream_synchronize(u->stream));
+    CUDA_TRY(fopt_dev_free(u->gt));
+    CUDA_TRY(fopt_dev_free(u->sq));
     u->gt = u->sq = NULL;
     u->capacity = 0;
-    CUDA_TRY(cudaMalloc((void **)&u->gt, max_numel * sizeof(float)));
-    CUDA_TRY(cudaMalloc((void **)&u->sq, max_numel * sizeof(float)));
+    CUDA_TRY(fopt_dev_malloc((void **)&u->gt, max_numel * sizeof(float)));
+    CUDA_TRY(fopt_dev_malloc((void **)&u->sq, max_numel * sizeof(float)));
     u->capacity = max_numel;
     return 0;
 }
@@ -155,9 +157,9 @@ void bench_unfused_destroy(bench_unfused *u)
 {
     if (!u)
         return;
-    cudaStreamSynchronize(u->stream);
-    cudaFree(u->gt);
-    cudaFree(u->sq);
+    (void)fopt_dev_stream_synchronize(u->stream);
+    (void)fopt_dev_free(u->gt);
+    (void)fopt_dev_free(u->sq);
     cublasDestroy(u->blas);
     free(u);
 }
@@ -190,7 +192,7 @@ int bench_unfused_adam_step(bench_unfused *u, const fopt_adam_config *cfg, int64
     if (n == 0)
         return 0;
     if (n > u->capacity)
-        return fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
+        return bench_gpu_fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
     const int64_t len = (int64_t)n;
     cudaStream_t s = u->stream;
     if (prepare_grad(u, len, param, grad, cfg->maximize, cfg->weight_decay,
@@ -229,7 +231,7 @@ int bench_unfused_rmsprop_step(bench_unfused *u, const fopt_rmsprop_config *cfg,
     if (n == 0)
         return 0;
     if (n > u->capacity)
-        return fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
+        return bench_gpu_fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
     const int64_t len = (int64_t)n;
     cudaStream_t s = u->stream;
     if (prepare_grad(u, len, param, grad, cfg->maximize, cfg->weight_decay, false, cfg->lr))
@@ -259,46 +261,5 @@ int bench_unfused_rmsprop_step(bench_unfused *u, const fopt_rmsprop_config *cfg,
     } else {
         BLAS_TRY(cublasSaxpy_64(u->blas, len, &neg_lr, u->sq, 1, param, 1));
     }
-    return 0;
-}
-
-/* ---- timing helpers ---- */
-
-__global__ void flush_kernel(const float4 *buf, int64_t n4, float *sink)
-{
-    float acc = 0.0f;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        float4 x = buf[i];
-        acc += x.x + x.y + x.z + x.w;
-    }
-    if (acc == -1.2345e30f) /* never true for the data written by the host */
-        *sink = acc;
-}
-
-int bench_l2_flush(const float *buf, size_t n, float *sink, cudaStream_t stream)
-{
-    int64_t n4 = (int64_t)(n / 4);
-    if (n4 == 0)
-        return 0;
-    flush_kernel<<<grid_for((size_t)n4), 256, 0, stream>>>((const float4 *)buf, n4, sink);
-    CUDA_TRY(cudaGetLastError());
-    return 0;
-}
-
-__global__ void spin_kernel(unsigned ns)
-{
-    const long long start = clock64();
-    /* clock64 counts SM cycles; 2 cycles per ns is about right for 1.5-2 GHz parts and only
-     * needs to be roughly right. */
-    const long long cycles = 2LL * ns;
-    while (clock64() - start < cycles) {
-    }
-}
-
-int bench_spin(unsigned ns, cudaStream_t stream)
-{
-    spin_kernel<<<1, 1, 0, stream>>>(ns);
-    CUDA_TRY(cudaGetLastError());
     return 0;
 }
