@@ -114,7 +114,17 @@ struct fopt_step_walker {
     fopt_grad_prep prep;
     bool stochastic, zero_grads;
     uint64_t sr_key;
+    uint32_t sr_high;    /* fopt_sr_high of element 0 of the chunk */
     int64_t first_index; /* index in its tensor of element 0 of the chunk */
+
+    /* The random bits of chunk element i (the high part is recomputed only when the chunk
+     * crosses a multiple of 2^32 elements). */
+    FOPT_HD uint32_t sr_random(int64_t i) const
+    {
+        const uint64_t e = (uint64_t)(first_index + i);
+        const uint32_t high = (e >> 32) == ((uint64_t)first_index >> 32) ? sr_high : fopt_sr_high(sr_key, e);
+        return fopt_sr_bits(sr_key, high, e);
+    }
 
     /* The new param stored to its slots. */
     FOPT_HD void store_param(float p, PT &param_out, MT &master_out, int64_t i) const
@@ -127,8 +137,7 @@ struct fopt_step_walker {
             fopt_remainder_encode(p, &param_out, &rem);
             master_out = rem;
         } else if constexpr (SR_POSSIBLE) {
-            param_out = stochastic ? fopt_f32_to_bf16_sr(p, fopt_sr_random16(sr_key, (uint64_t)(first_index + i)))
-                                   : P::down(p);
+            param_out = stochastic ? fopt_f32_to_bf16_sr(p, sr_random(i)) : P::down(p);
         } else {
             (void)master_out;
             (void)i;
@@ -251,9 +260,11 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     typedef fopt_step_walker<P, S, MASTER, Update> Walker;
     if (a.stats && a.stats->skip)
         return;
+    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
+    if (a.commit_hp && block == 0 && thread == 0)
+        a.commit_hp->step = sc->step; /* every block reads sc, none reads the count */
     const fopt_chunk c = a.table.chunks[block];
     const fopt_tensor_entry &e = a.table.entries[c.entry];
-    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
     const Update update(sc->group[e.group]);
     const int64_t begin = (int64_t)c.chunk << a.table.chunk_shift;
     const int64_t left = e.numel - begin, size = (int64_t)1 << a.table.chunk_shift;
@@ -276,6 +287,7 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     w.stochastic = Walker::SR_POSSIBLE && sc->stochastic;
     w.sr_key = w.stochastic ? fopt_sr_key(sc->seed, sc->step, e.tensor) : 0;
     w.first_index = e.elem_offset + begin;
+    w.sr_high = w.stochastic ? fopt_sr_high(w.sr_key, (uint64_t)w.first_index) : 0;
     w.walk(update, thread, len, (e.flags & FOPT_ENTRY_ALIGNED) != 0);
 }
 

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #define FOPT_HDI __host__ __device__ static inline
 #else
 #define FOPT_HDI static inline
@@ -41,9 +43,13 @@ FOPT_HDI float fopt_f32_from_bits(uint32_t u)
 
 FOPT_HDI float fopt_bf16_to_f32(uint16_t h) { return fopt_f32_from_bits((uint32_t)h << 16); }
 
-/* Nearest-even. NaN gives the quiet NaN 0x7fc0 with the input's sign. */
+/* Nearest-even. NaN gives a quiet NaN (0x7fc0 with the input's sign on the host; the device's
+ * conversion instruction, which rounds the same way, gives its canonical NaN). */
 FOPT_HDI uint16_t fopt_f32_to_bf16(float x)
 {
+#ifdef __CUDA_ARCH__
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+#endif
     uint32_t u = fopt_f32_bits(x);
     if ((u & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((u >> 16) & 0x8000u) | 0x7fc0u;
@@ -64,6 +70,9 @@ FOPT_HDI uint16_t fopt_f32_to_bf16_sr(float x, uint32_t random16)
 
 FOPT_HDI float fopt_f16_to_f32(uint16_t h)
 {
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half(h));
+#endif
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     if (exp == 0x1fu) /* inf, NaN (payload kept) */
@@ -77,9 +86,13 @@ FOPT_HDI float fopt_f16_to_f32(uint16_t h)
     return fopt_f32_from_bits(sign | fopt_f32_bits(m));
 }
 
-/* Nearest-even, overflow to inf, subnormals kept. NaN gives 0x7e00 with the input's sign. */
+/* Nearest-even, overflow to inf, subnormals kept. NaN gives a quiet NaN (0x7e00 with the input's
+ * sign on the host; the device's conversion instruction gives its canonical NaN). */
 FOPT_HDI uint16_t fopt_f32_to_f16(float x)
 {
+#ifdef __CUDA_ARCH__
+    return __half_as_ushort(__float2half_rn(x));
+#endif
     uint32_t u = fopt_f32_bits(x);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
@@ -129,8 +142,9 @@ FOPT_HDI float fopt_remainder_decode(uint16_t param, uint16_t remainder)
 
 /* ---- random bits of stochastic rounding ----
  * A pure function of (seed, step, tensor index, element index): the key mixes the first three
- * once per tensor and step (splitmix64's finaliser), each element then costs two rounds of a
- * 32-bit integer hash (lowbias32). The top 16 bits of the result are used. */
+ * once per tensor and step (splitmix64's finaliser); the element index's high half is mixed with
+ * the key's once per 2^32 elements (fopt_sr_high), so each element costs one round of a 32-bit
+ * integer hash (lowbias32). The top 16 bits of the result are used. docs/SEMANTICS.md. */
 FOPT_HDI uint64_t fopt_mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -153,11 +167,21 @@ FOPT_HDI uint64_t fopt_sr_key(uint64_t seed, int64_t step, uint64_t tensor)
     return fopt_mix64(fopt_mix64(seed ^ fopt_mix64((uint64_t)step)) + tensor);
 }
 
+/* The part shared by 2^32 consecutive elements: the high halves of element index and key. */
+FOPT_HDI uint32_t fopt_sr_high(uint64_t key, uint64_t element)
+{
+    return fopt_hash32((uint32_t)(element >> 32) ^ (uint32_t)(key >> 32));
+}
+
+/* The 16 random bits of an element, given fopt_sr_high(key, element). */
+FOPT_HDI uint32_t fopt_sr_bits(uint64_t key, uint32_t high, uint64_t element)
+{
+    return fopt_hash32((uint32_t)element ^ (uint32_t)key ^ high) >> 16;
+}
+
 FOPT_HDI uint32_t fopt_sr_random16(uint64_t key, uint64_t element)
 {
-    uint32_t h = fopt_hash32((uint32_t)element ^ (uint32_t)key);
-    h = fopt_hash32(h ^ (uint32_t)(element >> 32) ^ (uint32_t)(key >> 32));
-    return h >> 16;
+    return fopt_sr_bits(key, fopt_sr_high(key, element), element);
 }
 
 #endif

@@ -39,8 +39,9 @@ typedef struct fopt_device_hparams {
 } fopt_device_hparams;
 
 /* Derivation of a step's scalars on the device (fopt_prologue_kernel, or the last block of the
- * statistics kernel): unless the statistics say skip, step = previous + 1 is stored in hp->step
- * and every group's scalars go to *out. */
+ * statistics kernel): unless the statistics say skip, every group's scalars of step = previous + 1
+ * go to *out (out->step holds it). The count in hp->step changes only when the step kernel runs
+ * (fopt_step_args.commit_hp), so a step whose launch fails does not count. */
 typedef struct fopt_prologue_args {
     int32_t enabled;
     int32_t kind;                 /* fopt_kind */
@@ -51,6 +52,8 @@ typedef struct fopt_prologue_args {
     int64_t host_step;            /* >= 0: the step count before this step, known on the host;
                                      -1: hp->step holds it */
     int32_t lr_on_device;         /* capturable: lr and wd from hp, else from the arrays below */
+    int32_t commit;               /* store the new count in hp->step here (no step kernel runs:
+                                     every tensor is empty) */
     uint32_t group_count;
     double lr[FOPT_MAX_GROUPS];
     double wd[FOPT_MAX_GROUPS];
@@ -64,6 +67,8 @@ typedef struct fopt_step_args {
     const float *grad_scale;            /* when set: every grad is divided by *grad_scale first */
     int32_t clip;                       /* multiply every grad by stats->clip_coef */
     int32_t zero_grads;                 /* write 0 to every grad after reading it */
+    fopt_device_hparams *commit_hp;     /* when set (the step's last launch): block 0 stores
+                                           device_scalars->step as the count, unless skipped */
     fopt_scalars scalars;               /* eager steps: derived on the host */
 } fopt_step_args;
 

@@ -32,25 +32,38 @@ constexpr int kTreeLevels = 8; /* log2(FOPT_BLOCK_THREADS) */
  * 19 results + prologue head; 20 prologue groups. */
 constexpr int kPhases = 21;
 
-/* Lanes 4t..4t+3 of a chunk of grads of storage G, accumulated into acc. */
+/* Packets of lanes 4t..4t+3 loaded before the first is used. */
+constexpr int kStatBatch = 8;
+
+/* Lanes 4t..4t+3 of a chunk of grads of storage G, accumulated into acc: the whole 4-element
+ * packets in batches of kStatBatch loads in flight (one packet per 1024 elements), then the
+ * elements of a partial packet one by one. Each lane adds its elements in order. */
 template <class G>
 FOPT_HD void lanes_of(const typename G::T *g, int64_t len, uint32_t t, bool vec, const float *scale,
                       double (&acc)[4])
 {
-#pragma unroll 4
-    for (int64_t base = 4 * (int64_t)t; base < len; base += FOPT_STAT_LANES) {
-        if (vec && base + 4 <= len) {
-            fopt_packet<typename G::T, 4> pk;
-            pk.load(g, base / 4);
+    int64_t base = 4 * (int64_t)t;
+    if (vec) {
+        const int64_t whole = len >= base + 4 ? (len - base - 4) / FOPT_STAT_LANES + 1 : 0;
+        for (int64_t k0 = 0; k0 < whole; k0 += kStatBatch) {
+            fopt_packet<typename G::T, 4> pk[kStatBatch];
 #pragma unroll
-            for (int l = 0; l < 4; l++)
-                acc[l] = acc[l] + fopt_stat_sq(G::up(pk.v[l]), scale);
-        } else {
-            for (int l = 0; l < 4; l++)
-                if (base + l < len)
-                    acc[l] = acc[l] + fopt_stat_sq(G::up(g[base + l]), scale);
+            for (int u = 0; u < kStatBatch; u++)
+                if (k0 + u < whole)
+                    pk[u].load(g, (base + (k0 + u) * FOPT_STAT_LANES) / 4);
+#pragma unroll
+            for (int u = 0; u < kStatBatch; u++)
+                if (k0 + u < whole)
+#pragma unroll
+                    for (int l = 0; l < 4; l++)
+                        acc[l] = acc[l] + fopt_stat_sq(G::up(pk[u].v[l]), scale);
         }
+        base += whole * FOPT_STAT_LANES;
     }
+    for (; base < len; base += FOPT_STAT_LANES)
+        for (int l = 0; l < 4; l++)
+            if (base + l < len)
+                acc[l] = acc[l] + fopt_stat_sq(G::up(g[base + l]), scale);
 }
 
 FOPT_HD double load_partial(const double *p)
@@ -80,8 +93,10 @@ FOPT_HD void prologue_head(const fopt_prologue_args &a, int64_t &step_out)
         step_out = -1;
         return;
     }
+    /* the step kernel commits the new count (fopt_step_args.commit_hp) once it runs */
     int64_t step = (a.host_step >= 0 ? a.host_step : a.hp->step) + 1;
-    a.hp->step = step;
+    if (a.commit)
+        a.hp->step = step;
     fopt_scalars_head_make((fopt_kind)a.kind, &a.cfg, step, a.out);
     step_out = step;
 }

@@ -20,47 +20,166 @@ const fopt_cpu_convert *fopt_cpu_converter(int isa) { return FOPT_CPU_PICK(isa, 
 
 #else /* ======================== template: one instruction set ======================== */
 
+/* A small layer of 32-bit integer lanes, FOPT_TPL_W of them (AVX-512F: 16, AVX2: 8): load 16-bit
+ * values widened (zero- or sign-extended) or float bits, store narrowed to 16 bits or as floats,
+ * and the integer ops the conversions need. Each conversion below is written once over it; the
+ * scalar instantiation (and every tail) uses kernels/dtype.h's element functions. */
+#define IV(op) FOPT_TPL_NAME(iv_##op)
+#if FOPT_TPL_W == 16
+#define FOPT_IV 1
+typedef __m512i FOPT_TPL_NAME(iv);
+typedef __mmask16 FOPT_TPL_NAME(ivm);
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ld16)(const uint16_t *p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ld16s)(const uint16_t *p) { return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ldf)(const float *p) { return _mm512_castps_si512(_mm512_loadu_ps(p)); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m512i x) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(x)); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(stf)(float *p, __m512i x) { _mm512_storeu_ps(p, _mm512_castsi512_ps(x)); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(set1)(uint32_t v) { return _mm512_set1_epi32((int)v); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(iota)(void) { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(add)(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(sub)(__m512i a, __m512i b) { return _mm512_sub_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(and)(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(or)(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(xor)(__m512i a, __m512i b) { return _mm512_xor_si512(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(mul)(__m512i a, __m512i b) { return _mm512_mullo_epi32(a, b); }
+#define FOPT_IV_SRLI(x, k) _mm512_srli_epi32(x, k)
+#define FOPT_IV_SLLI(x, k) _mm512_slli_epi32(x, k)
+/* signed compare: every operand here is below 2^31 */
+FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(gt)(__m512i a, __m512i b) { return _mm512_cmpgt_epi32_mask(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(eq)(__m512i a, __m512i b) { return _mm512_cmpeq_epi32_mask(a, b); }
+/* m ? x : y */
+FOPT_INLINE FOPT_TPL_TARGET __m512i IV(sel)(__mmask16 m, __m512i x, __m512i y) { return _mm512_mask_blend_epi32(m, y, x); }
+#elif FOPT_TPL_W == 8
+#define FOPT_IV 1
+typedef __m256i FOPT_TPL_NAME(iv);
+typedef __m256i FOPT_TPL_NAME(ivm);
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ld16)(const uint16_t *p) { return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ld16s)(const uint16_t *p) { return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ldf)(const float *p) { return _mm256_castps_si256(_mm256_loadu_ps(p)); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m256i x)
+{
+    /* keep the low 16 bits (truncation, as vpmovdw does), so the unsigned saturation of the pack
+     * changes nothing; the pack works per 128-bit half, the permute joins the halves' results */
+    x = _mm256_and_si256(x, _mm256_set1_epi32(0xffff));
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(x, x), 0xd8);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+FOPT_INLINE FOPT_TPL_TARGET void IV(stf)(float *p, __m256i x) { _mm256_storeu_ps(p, _mm256_castsi256_ps(x)); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(set1)(uint32_t v) { return _mm256_set1_epi32((int)v); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(iota)(void) { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(add)(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sub)(__m256i a, __m256i b) { return _mm256_sub_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(and)(__m256i a, __m256i b) { return _mm256_and_si256(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(or)(__m256i a, __m256i b) { return _mm256_or_si256(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(xor)(__m256i a, __m256i b) { return _mm256_xor_si256(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(mul)(__m256i a, __m256i b) { return _mm256_mullo_epi32(a, b); }
+#define FOPT_IV_SRLI(x, k) _mm256_srli_epi32(x, k)
+#define FOPT_IV_SLLI(x, k) _mm256_slli_epi32(x, k)
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(gt)(__m256i a, __m256i b) { return _mm256_cmpgt_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(eq)(__m256i a, __m256i b) { return _mm256_cmpeq_epi32(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sel)(__m256i m, __m256i x, __m256i y) { return _mm256_blendv_epi8(y, x, m); }
+#else
+#define FOPT_IV 0
+#endif
+
+#if FOPT_IV
+#define I FOPT_TPL_NAME(iv)
+#define M FOPT_TPL_NAME(ivm)
+/* Lanes of the bits of a float that is NaN: |bits| > inf's. */
+FOPT_INLINE FOPT_TPL_TARGET M IV(isnan)(I u) { return IV(gt)(IV(and)(u, IV(set1)(0x7fffffffu)), IV(set1)(0x7f800000u)); }
+/* The quiet NaN of fopt_f32_to_bf16: the sign and 0x7fc0. */
+FOPT_INLINE FOPT_TPL_TARGET I IV(qnan)(I u) { return IV(or)(IV(and)(FOPT_IV_SRLI(u, 16), IV(set1)(0x8000u)), IV(set1)(0x7fc0u)); }
+/* fopt_f32_to_bf16 on every lane. */
+FOPT_INLINE FOPT_TPL_TARGET I IV(rne)(I u)
+{
+    I r = FOPT_IV_SRLI(IV(add)(IV(add)(u, IV(set1)(0x7fffu)), IV(and)(FOPT_IV_SRLI(u, 16), IV(set1)(1u))), 16);
+    return IV(sel)(IV(isnan)(u), IV(qnan)(u), r);
+}
+/* fopt_hash32 on every lane. */
+FOPT_INLINE FOPT_TPL_TARGET I IV(hash)(I x)
+{
+    x = IV(xor)(x, FOPT_IV_SRLI(x, 16));
+    x = IV(mul)(x, IV(set1)(0x7feb352du));
+    x = IV(xor)(x, FOPT_IV_SRLI(x, 15));
+    x = IV(mul)(x, IV(set1)(0x846ca68bu));
+    return IV(xor)(x, FOPT_IV_SRLI(x, 16));
+}
+#endif
+
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_bf16)(const uint16_t *restrict s, float *restrict d, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
+        IV(stf)(d + i, FOPT_IV_SLLI(IV(ld16)(s + i), 16));
+#endif
+    for (; i < n; i++)
         d[i] = fopt_bf16_to_f32(s[i]);
 }
 
-/* Nearest-even without a branch, so that the loop vectorises. */
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16)(const float *restrict s, uint16_t *restrict d, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = fopt_f32_bits(s[i]);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t nan = ((u >> 16) & 0x8000u) | 0x7fc0u;
-        d[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
-    }
+    size_t i = 0;
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
+        IV(st16)(d + i, IV(rne)(IV(ldf)(s + i)));
+#endif
+    for (; i < n; i++)
+        d[i] = fopt_f32_to_bf16(s[i]);
 }
 
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16_sr)(const float *restrict s, uint16_t *restrict d,
                                                         size_t n, uint64_t key, uint64_t first)
 {
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f32_to_bf16_sr(s[i], fopt_sr_random16(key, first + i));
+    const uint32_t high = fopt_sr_high(key, first);
+    size_t i = 0;
+#if FOPT_IV
+    /* while the element index stays within first's 2^32 block, its low half is first's + i */
+    const size_t same_high = (first >> 32) == ((first + n - 1) >> 32) ? n : (size_t)((~first & 0xffffffffu) + 1);
+    const I k = IV(set1)((uint32_t)key ^ high), lo0 = IV(add)(IV(set1)((uint32_t)first), IV(iota)());
+    const I exp_mask = IV(set1)(0x7f800000u);
+    for (; i + FOPT_TPL_W <= same_high; i += FOPT_TPL_W) {
+        I r16 = FOPT_IV_SRLI(IV(hash)(IV(xor)(IV(add)(lo0, IV(set1)((uint32_t)i)), k)), 16);
+        I u = IV(ldf)(s + i);
+        I sr = FOPT_IV_SRLI(IV(add)(u, r16), 16);
+        /* inf and NaN round as nearest-even does */
+        IV(st16)(d + i, IV(sel)(IV(eq)(IV(and)(u, exp_mask), exp_mask), IV(rne)(u), sr));
+    }
+#endif
+    for (; i < n; i++) {
+        const uint64_t e = first + i;
+        d[i] = fopt_f32_to_bf16_sr(s[i], (e >> 32) == (first >> 32) ? fopt_sr_bits(key, high, e)
+                                                                      : fopt_sr_random16(key, e));
+    }
 }
 
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_decode)(const uint16_t *restrict p, const uint16_t *restrict r,
                                                       float *restrict d, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f32_from_bits(((uint32_t)p[i] << 16) + (uint32_t)(int32_t)(int16_t)r[i]);
+    size_t i = 0;
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
+        IV(stf)(d + i, IV(add)(FOPT_IV_SLLI(IV(ld16)(p + i), 16), IV(ld16s)(r + i)));
+#endif
+    for (; i < n; i++)
+        d[i] = fopt_remainder_decode(p[i], r[i]);
 }
 
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_encode)(const float *restrict s, uint16_t *restrict p,
                                                       uint16_t *restrict r, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = fopt_f32_bits(s[i]);
-        uint32_t hi = (u + 0x8000u) >> 16;
-        int nan = (u & 0x7fffffffu) > 0x7f800000u;
-        p[i] = (uint16_t)(nan ? (((u >> 16) & 0x8000u) | 0x7fc0u) : hi);
-        r[i] = (uint16_t)(nan ? 0u : u - (hi << 16));
+    size_t i = 0;
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
+        I u = IV(ldf)(s + i);
+        I hi = FOPT_IV_SRLI(IV(add)(u, IV(set1)(0x8000u)), 16);
+        M nan = IV(isnan)(u);
+        IV(st16)(p + i, IV(sel)(nan, IV(qnan)(u), hi));
+        IV(st16)(r + i, IV(sel)(nan, IV(set1)(0), IV(sub)(u, FOPT_IV_SLLI(hi, 16))));
     }
+#endif
+    for (; i < n; i++)
+        fopt_remainder_encode(s[i], &p[i], &r[i]);
 }
 
 #if FOPT_TPL_W == 8
@@ -114,6 +233,12 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uin
         d[i] = fopt_f32_to_f16(s[i]);
 }
 #endif
+#undef IV
+#undef I
+#undef M
+#undef FOPT_IV
+#undef FOPT_IV_SRLI
+#undef FOPT_IV_SLLI
 
 /* one element, so that the name is a pointer like the element loops' tables */
 static const fopt_cpu_convert FOPT_TPL_NAME(fopt_cpu_convert)[1] = {{

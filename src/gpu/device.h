@@ -49,7 +49,8 @@ FOPT_DEV_API cudaError_t fopt_dev_pointer(const void *ptr, fopt_mem_kind *kind, 
 
 FOPT_DEV_API cudaError_t fopt_dev_malloc(void **ptr, size_t bytes);
 FOPT_DEV_API cudaError_t fopt_dev_free(void *ptr);
-/* Synchronous, any direction (host and device pointers alike). */
+/* Synchronous, any direction (host and device pointers alike): complete when they return, also
+ * device to device (the CUDA backend waits for the device). */
 FOPT_DEV_API cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes);
 FOPT_DEV_API cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes);
 /* In stream order. A host source may be reused when the call returns (pageable staging). */

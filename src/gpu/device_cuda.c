@@ -33,12 +33,20 @@ cudaError_t fopt_dev_pointer(const void *ptr, fopt_mem_kind *kind, int *device)
 cudaError_t fopt_dev_malloc(void **ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
 cudaError_t fopt_dev_free(void *ptr) { return cudaFree(ptr); }
 
+/* cudaMemcpy returns before a device-to-device copy is done, and cudaMemset before the memset:
+ * wait, so that the device layer's synchronous calls are complete on return and no later work on
+ * a non-blocking stream can race them. */
 cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes)
 {
-    return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+    cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+    return err == cudaSuccess ? cudaDeviceSynchronize() : err;
 }
 
-cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes) { return cudaMemset(ptr, value, bytes); }
+cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes)
+{
+    cudaError_t err = cudaMemset(ptr, value, bytes);
+    return err == cudaSuccess ? cudaDeviceSynchronize() : err;
+}
 
 cudaError_t fopt_dev_memcpy_async(void *dst, const void *src, size_t bytes, cudaStream_t stream)
 {

@@ -346,6 +346,7 @@ static void prologue_fill(const fopt_optimizer *opt, fopt_prologue_args *p, cons
     p->stats = stats;
     p->host_step = opt->step_on_device ? -1 : opt->step;
     p->lr_on_device = opt->capturable;
+    p->commit = opt->plan.step_chunks == 0;
     p->group_count = opt->group_count;
     memcpy(p->lr, opt->lr, sizeof p->lr);
     memcpy(p->wd, opt->wd, sizeof p->wd);
@@ -423,10 +424,15 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
         for (uint32_t g = 0; g < opt->group_count; g++)
             a->scalars.group[g] = fopt_group_scalars_make(opt->d->kind, &opt->cfg, opt->lr[g], opt->wd[g], step);
     }
+    int last = -1;
+    for (int c = 0; c < FOPT_CLASSES; c++)
+        if (opt->plan.class_count[c] > 0)
+            last = c;
     for (int c = 0; c < FOPT_CLASSES; c++) {
         if (opt->plan.class_count[c] == 0)
             continue;
         a->table = fopt_step_table(opt, c);
+        a->commit_hp = device_step && c == last ? fopt_work_hparams(opt) : NULL;
         cudaError_t err = fopt_dev_launch(&opt->step_kernel[c], a, stream);
         if (err != cudaSuccess) {
             free(a);
