@@ -13,7 +13,9 @@ GPU code, unchanged.
     opt = fo.Adam(params)            # CPU tensors
     opt._fopt_device = dev           # the GPU path claims them
 """
+import collections
 import contextlib
+import copy
 import ctypes
 import os
 
@@ -39,27 +41,44 @@ def find_emulated_library():
     return None
 
 
+class _CountingCDLL:
+    """Counts the library functions the optimizer looks up (one lookup per call)."""
+
+    def __init__(self, cdll, counts):
+        self._cdll, self._counts = cdll, counts
+
+    def __getattr__(self, name):
+        self._counts[name] += 1
+        return getattr(self._cdll, name)
+
+
 class EmuDevice:
-    def __init__(self, lib):
+    """only: if given, the ids of the tensors this device claims (the others stay on the CPU
+    path: a group spread over two devices)."""
+
+    def __init__(self, lib, only=None):
         assert lib.emulated, "%s is not the emulated build" % lib.path
-        self.lib = lib
+        self.calls = collections.Counter()
+        self.lib = copy.copy(lib)
+        self.lib.cdll = _CountingCDLL(lib.cdll, self.calls)
+        self.only = only
         c = lib.cdll
         c.fopt_dev_malloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
         c.fopt_dev_malloc.restype = ctypes.c_int
         c.fopt_dev_free.argtypes = [ctypes.c_void_p]
         c.fopt_dev_free.restype = ctypes.c_int
-        c.fopt_dev_memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-        c.fopt_dev_memcpy.restype = ctypes.c_int
         c.fopt_emu_live_bytes.restype = ctypes.c_longlong
         c.fopt_emu_fail_at.argtypes = [ctypes.c_long]
         c.fopt_emu_fail_at.restype = None
+        c.fopt_emu_calls.restype = ctypes.c_long
+        self._fail_abs = 0
         self.mirrors = {}   # (host address, bytes) -> emulated device address
         self.touched = {}   # the same keys -> (tensor, device address, bytes), this launch
         self.launches = 0
 
     # -- the device interface of fusedopt.torch (see CudaDevice) --
     def claims(self, t):
-        return t.device.type == "cpu"
+        return t.device.type == "cpu" and (self.only is None or id(t) in self.only)
 
     def key(self, t):
         return 0
@@ -77,33 +96,56 @@ class EmuDevice:
         k = (t.data_ptr(), n)
         d = self.mirrors.get(k)
         if d is None:
+            c = self.lib.cdll._cdll
             buf = ctypes.c_void_p()
-            assert self.lib.cdll.fopt_dev_malloc(ctypes.byref(buf), n) == 0
+            if self._fail_abs:  # keep an armed fault for the optimizer's own calls
+                c.fopt_emu_fail_at(0)
+            assert c.fopt_dev_malloc(ctypes.byref(buf), n) == 0
+            if self._fail_abs:
+                self._fail_abs += 1
+                c.fopt_emu_fail_at(self._fail_abs - c.fopt_emu_calls())
             d = self.mirrors[k] = buf.value
         self.touched[k] = (t, d, n)
         return d
 
+    def premap(self, tensors):
+        """Allocates the mirrors of these tensors now (fault-injection tests arm the emulator
+        for the optimizer's own calls only)."""
+        saved = dict(self.touched)
+        for t in tensors:
+            self.ptr(t)
+        self.touched = saved
+
     def begin(self):
         self.touched = {}
 
+    # Emulated device memory is host memory: plain memmove, which the emulator's fault injection
+    # (it counts its own copies) does not see.
     def before_launch(self):
         for t, d, n in self.touched.values():
-            assert self.lib.cdll.fopt_dev_memcpy(d, t.data_ptr(), n) == 0
+            ctypes.memmove(d, t.data_ptr(), n)
 
     def after_launch(self):
         self.launches += 1
         for t, d, n in self.touched.values():
-            assert self.lib.cdll.fopt_dev_memcpy(t.data_ptr(), d, n) == 0
+            ctypes.memmove(t.data_ptr(), d, n)
 
     def synchronize(self, key):
         pass
 
     # -- test helpers --
     def live_bytes(self):
-        return self.lib.cdll.fopt_emu_live_bytes()
+        return self.lib.cdll._cdll.fopt_emu_live_bytes()
+
+    def fail_at(self, n):
+        """The n-th countable emulated device call the optimizer makes from now fails (0: none);
+        the mirrors' own allocations are not counted."""
+        c = self.lib.cdll._cdll
+        c.fopt_emu_fail_at(n)
+        self._fail_abs = c.fopt_emu_calls() + n if n > 0 else 0
 
     def close(self):
         for d in self.mirrors.values():
-            self.lib.cdll.fopt_dev_free(d)
+            self.lib.cdll._cdll.fopt_dev_free(d)
         self.mirrors = {}
         self.touched = {}
