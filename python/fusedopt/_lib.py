@@ -118,7 +118,16 @@ class Library:
         try:
             self.cdll = ctypes.CDLL(path)
         except OSError as e:
-            raise FusedOptError("fusedopt: cannot load %s: %s" % (path, e)) from None
+            # libfusedopt needs the CUDA runtime (libcudart.so.<major>). Where the loader path
+            # lacks it (a pip-installed PyTorch brings its own), load the one found next to
+            # the Python packages, then retry.
+            if "libcudart" in str(e) and _preload_cudart(str(e)):
+                try:
+                    self.cdll = ctypes.CDLL(path)
+                except OSError as e2:
+                    raise FusedOptError("fusedopt: cannot load %s: %s" % (path, e2)) from None
+            else:
+                raise FusedOptError("fusedopt: cannot load %s: %s" % (path, e)) from None
         missing = []
         for name, restype, argtypes in _PROTOTYPES:
             try:
@@ -178,6 +187,26 @@ class Library:
     def __repr__(self):
         return "<libfusedopt %s at %s%s>" % (self.version, self.path,
                                              " (emulated device)" if self.emulated else "")
+
+
+def _preload_cudart(message):
+    """Loads (RTLD_GLOBAL) the libcudart named in a loader error from the NVIDIA pip packages
+    (nvidia-cuda-runtime*, as PyTorch's CUDA wheels install them). True if one was loaded."""
+    import glob
+    import re
+    m = re.search(r"(libcudart\.so(?:\.\d+)*)", message)
+    name = m.group(1) if m else "libcudart.so"
+    for base in sys.path:
+        if not base or not os.path.isdir(os.path.join(base, "nvidia")):
+            continue
+        for cand in sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib", name)) +
+                           glob.glob(os.path.join(base, "nvidia", "*", "*", "lib", name))):
+            try:
+                ctypes.CDLL(cand, mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                continue
+    return False
 
 
 # ---- discovery ----------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ class EmuDevice:
     """only: if given, the ids of the tensors this device claims (the others stay on the CPU
     path: a group spread over two devices)."""
 
+    raw = False  # device pointers are mirrors, not the tensors' data_ptr()
+
     def __init__(self, lib, only=None):
         assert lib.emulated, "%s is not the emulated build" % lib.path
         self.calls = collections.Counter()

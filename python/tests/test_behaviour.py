@@ -1,9 +1,6 @@
 """Behaving like torch.optim where users notice: gradients set to None or reallocated, parameters
 without gradients, groups added later, bad arguments (torch's own messages), sparse gradients,
 non-contiguous and complex parameters, step options, errors from the library."""
-import copy
-import math
-
 import pytest
 import torch
 
@@ -305,6 +302,20 @@ def test_grad_scale_and_found_inf_on_cpu():
         del f.grad_scale, f.found_inf
         t.step()
     assert rel_err(ps, qs) < 1e-5
+
+
+def test_adam_decoupled_weight_decay_keyword():
+    """torch 2.x: Adam(decoupled_weight_decay=True) is AdamW; the group key is honoured."""
+    ps, qs = twins([(6, 2)])
+    f = fo.Adam(ps, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
+    t = torch.optim.AdamW(qs, lr=1e-2, weight_decay=0.1)
+    for s in range(3):
+        feed(ps, qs, s)
+        f.step()
+        t.step()
+    assert rel_err(ps, qs) < 1e-5
+    assert f.param_groups[0]["decoupled_weight_decay"] is True
+    assert fo.Adam(ps).param_groups[0]["decoupled_weight_decay"] is False
 
 
 def test_maximize():

@@ -14,7 +14,6 @@ import torch
 
 import fusedopt.torch as fo
 from fusedopt import FusedOptError
-from emu_device import EmuDevice
 from helpers import batches, group_layout, loss_of, mlp, params_of, rel_err, train
 
 NAMES = ["Adam", "AdamW", "RMSprop"]

@@ -1,7 +1,6 @@
 """torch.optim.lr_scheduler works unchanged: the schedulers write group['lr'], fusedopt reads it
 at every step."""
 import pytest
-import torch
 from torch.optim import lr_scheduler as S
 
 from helpers import batches, mlp, pair, params_of, rel_err, train

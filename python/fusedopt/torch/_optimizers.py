@@ -12,7 +12,6 @@ Where the state lives
 """
 import ctypes
 import itertools
-import math
 import re
 import weakref
 from collections import defaultdict
@@ -122,6 +121,8 @@ class CudaDevice:
     The GPU code path talks to its device only through this interface, so a test can drive it
     on libfusedopt's emulated device (python/tests/emu_device.py)."""
 
+    raw = True  # ptr(t) is t.data_ptr(): the step loop calls that directly
+
     def __init__(self, lib):
         self.lib = lib
 
@@ -129,7 +130,7 @@ class CudaDevice:
         return t.is_cuda
 
     def key(self, t):
-        return t.device.index
+        return t.get_device()
 
     def context(self, key):
         return torch.cuda.device(key)
@@ -305,32 +306,41 @@ class _Bucket:
         dev.begin()
         changed = False
         staged = []
+        bound, arr, views = self.bound, self.arr, self.views
+        # the hot loop: two pointers per parameter; everything else only when one moved
+        ptr = torch.Tensor.data_ptr if dev.raw else dev.ptr
         for i, p in enumerate(self.params):
-            v = self.views[i]
+            v = views[i]
             g = p.grad
-            if p.dtype != v.dtype or tuple(p.shape) != v.shape:
-                return False
-            if g.dtype != p.dtype or g.shape != p.shape or g.device != p.device:
-                self.opt._check_grad(p, g, self.where)
             if v.staged:
+                if p.dtype != v.dtype or tuple(p.shape) != v.shape:
+                    return False
+                if g is not v.sg:
+                    self.opt._check_grad(p, g, self.where)
                 v.sp.copy_(_real(p))
                 v.sg.copy_(_real(g))
                 staged.append((p, v))
-                pp, gp = dev.ptr(v.sp), dev.ptr(v.sg)
+                pp, gp = ptr(v.sp), ptr(v.sg)
             else:
-                pp = dev.ptr(p)
-                if pp != self.bound[i][0] and (p.stride() != v.stride or not _is_dense(p)):
-                    return False
-                if v.sg is not None or g.stride() != v.stride:
-                    if v.sg is None:
-                        v.sg = _alloc(p, p.dtype, False)
+                pp = ptr(p)
+                if v.sg is not None:
                     v.sg.copy_(g)
-                    g = v.sg
-                gp = dev.ptr(g)
-            if (pp, gp) != self.bound[i]:
-                self.arr[i].param = pp
-                self.arr[i].grad = gp
-                self.bound[i] = (pp, gp)
+                    gp = ptr(v.sg)
+                else:
+                    gp = ptr(g)
+            b = bound[i]
+            if pp != b[0] or gp != b[1]:
+                if not v.staged:
+                    if p.dtype != v.dtype or tuple(p.shape) != v.shape or p.stride() != v.stride:
+                        return False     # a new tensor behind the parameter: rebuild
+                    self.opt._check_grad(p, g, self.where)
+                    if v.sg is None and g.stride() != v.stride:
+                        v.sg = _alloc(p, p.dtype, False)   # grads in another layout: a copy
+                        v.sg.copy_(g)
+                        gp = ptr(v.sg)
+                arr[i].param = pp
+                arr[i].grad = gp
+                bound[i] = (pp, gp)
                 changed = True
         opts = None
         keep = []
@@ -561,6 +571,7 @@ class FusedOptimizer(Optimizer):
 
         plans = []
         any_cpu = False
+        fdev = self._fopt_device
         for gi, group in enumerate(self.param_groups):
             cpu, gpu = [], {}
             for p in group["params"]:
@@ -569,11 +580,21 @@ class FusedOptimizer(Optimizer):
                     continue
                 if g.is_sparse:
                     raise RuntimeError(self._sparse_msg)
-                dev = self._route(p)
-                if dev is None:
+                if fdev is not None and fdev.claims(p):
+                    dev = fdev
+                elif p.is_cuda:
+                    dev = self._cuda_device()
+                elif p.device.type == "cpu":
                     cpu.append(p)
+                    continue
                 else:
-                    gpu.setdefault((id(dev), dev.key(p)), (dev, dev.key(p), []))[2].append(p)
+                    raise TypeError("fusedopt.torch.%s: a parameter is on device %s; fusedopt "
+                                    "steps CPU and CUDA tensors" % (type(self).__name__, p.device))
+                k = dev.key(p)
+                entry = gpu.get((id(dev), k))
+                if entry is None:
+                    entry = gpu[(id(dev), k)] = (dev, k, [])
+                entry[2].append(p)
             any_cpu = any_cpu or bool(cpu)
             plans.append((gi, group, cpu, gpu))
 
@@ -636,19 +657,11 @@ class FusedOptimizer(Optimizer):
         return "master"
 
     # -- parameter checks --
-    def _route(self, p):
-        dev = self._fopt_device
-        if dev is not None and dev.claims(p):
-            return dev
-        if p.device.type == "cpu":
-            return None
-        if p.is_cuda:
-            dev = getattr(self, "_cuda_dev", None)
-            if dev is None:
-                dev = self._cuda_dev = CudaDevice(L.library())
-            return dev
-        raise TypeError("fusedopt.torch.%s: a parameter is on device %s; fusedopt steps CPU and "
-                        "CUDA tensors" % (type(self).__name__, p.device))
+    def _cuda_device(self):
+        dev = getattr(self, "_cuda_dev", None)
+        if dev is None:
+            dev = self._cuda_dev = CudaDevice(L.library())
+        return dev
 
     def _check_grad(self, p, g, where):
         if g.device != p.device:
@@ -858,11 +871,13 @@ class _AdamBase(FusedOptimizer):
 
     def __init__(self, params, lr, betas, eps, weight_decay, amsgrad, foreach, maximize,
                  capturable, differentiable, fused, master_weights, master_remainder,
-                 stochastic_rounding, state_dtype, rounding_seed):
+                 stochastic_rounding, state_dtype, rounding_seed, decoupled=None):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
-                        differentiable=differentiable, fused=fused,
-                        master_weights=master_weights, master_remainder=master_remainder,
+                        differentiable=differentiable, fused=fused)
+        if decoupled is not None:   # torch 2.x's Adam(decoupled_weight_decay=...)
+            defaults["decoupled_weight_decay"] = decoupled
+        defaults.update(master_weights=master_weights, master_remainder=master_remainder,
                         stochastic_rounding=stochastic_rounding, state_dtype=state_dtype,
                         rounding_seed=rounding_seed)
         self._validate(defaults)
@@ -899,16 +914,21 @@ class _AdamBase(FusedOptimizer):
         cfg.beta1, cfg.beta2 = float(b1), float(b2)
         cfg.eps = float(group["eps"])
         cfg.weight_decay = float(group["weight_decay"])
-        cfg.decoupled_weight_decay = self._decoupled
+        cfg.decoupled_weight_decay = self._is_decoupled(group)
         cfg.amsgrad = bool(group["amsgrad"])
         cfg.maximize = bool(group["maximize"])
         self._precision(cfg, group)
         cfg.capturable = capturable
         return cfg
 
+    def _is_decoupled(self, group):
+        # AdamW always; Adam when the group says so (torch 2.x: decoupled_weight_decay=True)
+        return self._decoupled or bool(group.get("decoupled_weight_decay", False))
+
     def _config_key(self, group):
         b1, b2 = group["betas"]
         return (float(b1), float(b2), float(group["eps"]), bool(group["amsgrad"]),
+                self._is_decoupled(group),
                 bool(group["maximize"]), bool(group.get("capturable", False)),
                 self._precision_key(group))
 
@@ -935,18 +955,21 @@ class Adam(_AdamBase):
 
     Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
          maximize=False, master_weights=False, stochastic_rounding=False, ...)
-    weight_decay is L2 added to the gradient, as in torch.optim.Adam.
+    weight_decay is L2 added to the gradient, as in torch.optim.Adam; with
+    decoupled_weight_decay=True (torch >= 2.6's keyword) it is AdamW's decoupled decay.
     """ + _PRECISION_DOC
     _decoupled = False
     _sparse_msg = "Adam does not support sparse gradients, please consider SparseAdam instead"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
-                 differentiable=False, fused=None, master_weights=False, master_remainder=False,
-                 stochastic_rounding=False, state_dtype=torch.float32, rounding_seed=0):
+                 differentiable=False, fused=None, decoupled_weight_decay=False,
+                 master_weights=False, master_remainder=False, stochastic_rounding=False,
+                 state_dtype=torch.float32, rounding_seed=0):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach, maximize,
                          capturable, differentiable, fused, master_weights, master_remainder,
-                         stochastic_rounding, state_dtype, rounding_seed)
+                         stochastic_rounding, state_dtype, rounding_seed,
+                         decoupled=decoupled_weight_decay)
 
 
 class AdamW(_AdamBase):
