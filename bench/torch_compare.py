@@ -314,7 +314,8 @@ def cpu_part(torch, fusedopt, fo, args, w):
     threads = args.cpu_threads or fusedopt.cpu_threads()
     fusedopt.set_cpu_threads(threads)
     torch_threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch_threads = args.cpu_torch_threads or threads
+    torch.set_num_threads(torch_threads)
     cpu_name = "CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -326,8 +327,8 @@ def cpu_part(torch, fusedopt, fo, args, w):
         pass
     device = "%s (%d threads %s)" % (cpu_name.replace(",", " "), threads, fusedopt.cpu_isa())
     print("torch_compare: CPU offload: Adam on %d CPU tensors (GPT-2 small shapes x %g, %.1fM "
-          "params), %d threads for fusedopt (%s) and PyTorch %s (its default: %d)"
-          % (len(sizes), args.cpu_scale, total / 1e6, threads, fusedopt.cpu_isa(),
+          "params), %d threads for fusedopt (%s), %d for PyTorch %s (its default: %d)"
+          % (len(sizes), args.cpu_scale, total / 1e6, threads, fusedopt.cpu_isa(), torch_threads,
              torch.__version__, torch_threads_before))
     gen = torch.Generator().manual_seed(4321)
     p0 = [torch.rand(n, generator=gen) * 2 - 1 for n in sizes]
@@ -381,8 +382,9 @@ def cpu_part(torch, fusedopt, fo, args, w):
         if impl in results:
             parts.append("%s %.1f ms (%.2fx)" % (label, results[impl][0] / 1e3,
                                                  results[impl][0] / f_us))
-    return ("CPU offload, Adam step on %d tensors / %.1fM params, %d threads: %s"
-            % (len(sizes), total / 1e6, threads, ", ".join(parts)))
+    tt = "" if torch_threads == threads else " (torch %d)" % torch_threads
+    return ("CPU offload, Adam step on %d tensors / %.1fM params, %d threads%s: %s"
+            % (len(sizes), total / 1e6, threads, tt, ", ".join(parts)))
 
 
 def main():
@@ -406,6 +408,8 @@ def main():
                     help="CPU offload: scale every GPT-2 small tensor by this factor (1: 124.4M)")
     ap.add_argument("--cpu-threads", type=int, default=0,
                     help="CPU offload: threads for both (default: fusedopt's, every core)")
+    ap.add_argument("--cpu-torch-threads", type=int, default=0,
+                    help="CPU offload: PyTorch's threads if not the same as fusedopt's")
     ap.add_argument("--cpu-reps", type=int, default=15, help="CPU offload: most timed steps")
     ap.add_argument("--cpu-budget", type=float, default=10.0,
                     help="CPU offload: seconds of timed steps per implementation (at least 3)")

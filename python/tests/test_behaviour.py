@@ -318,6 +318,51 @@ def test_adam_decoupled_weight_decay_keyword():
     assert fo.Adam(ps).param_groups[0]["decoupled_weight_decay"] is False
 
 
+class _StubScaler:
+    """What torch 1.x's GradScaler hands a _step_supports_amp_scaling optimizer."""
+
+    class _Stage:
+        def __init__(self, name):
+            self.name = name
+
+    def __init__(self, opt, scale, inf, stage):
+        self.scale = torch.tensor([scale])
+        self.inf = torch.tensor([inf])
+        self._per_optimizer_states = {id(opt): {"stage": self._Stage(stage),
+                                                "found_inf_per_device": {}}}
+        self.opt = opt
+
+    def _check_inf_per_device(self, opt):
+        d = {"cpu": self.inf}
+        self._per_optimizer_states[id(opt)]["found_inf_per_device"] = d
+        return d
+
+    def _get_scale_async(self):
+        return self.scale
+
+
+def test_torch1_grad_scaler_keyword():
+    ps, qs = twins([(5, 3)])
+    f = fo.Adam(ps, lr=1e-2)
+    t = torch.optim.Adam(qs, lr=1e-2)
+    feed(ps, qs, 0)
+    ps[0].grad.mul_(8.0)
+    f.step(grad_scaler=_StubScaler(f, 8.0, 0.0, "READY"))
+    t.step()
+    assert rel_err(ps, qs) < 1e-5
+    before = ps[0].detach().clone()
+    feed(ps, qs, 1)
+    f.step(grad_scaler=_StubScaler(f, 8.0, 1.0, "READY"))      # overflow: skipped
+    assert torch.equal(ps[0], before) and float(f.state[ps[0]]["step"]) == 1
+    s = _StubScaler(f, 8.0, 0.0, "UNSCALED")                     # unscale_() already ran
+    s._check_inf_per_device(f)
+    f.step(grad_scaler=s)
+    t.step()
+    assert rel_err(ps, qs) < 1e-5
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        f.step(bogus=1)
+
+
 def test_maximize():
     ps, qs = twins([(5, 3)])
     f = fo.Adam(ps, lr=1e-2, maximize=True)

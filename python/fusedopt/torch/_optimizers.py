@@ -553,13 +553,18 @@ class FusedOptimizer(Optimizer):
                 st[kk] = vv.detach().to(device=p.device, dtype=dt, copy=True)
 
     @torch.no_grad()
-    def step(self, closure=None, *, grad_scale=None, found_inf=None):
+    def step(self, closure=None, *, grad_scale=None, found_inf=None, **kwargs):
         """One optimizer step over every parameter with a gradient.
 
         closure: as in torch.optim (re-evaluates the model, returns the loss).
         grad_scale: AMP loss scale; gradients are divided by it inside the fused step.
         found_inf: a tensor; when it is non-zero nothing is updated (states, step counts).
-        GradScaler passes both (as attributes of the optimizer in torch 2.x)."""
+        GradScaler passes both: as attributes of the optimizer in torch 2.x, through the
+        grad_scaler keyword in torch 1.x (accepted here through **kwargs, so that torch 2.x
+        keeps to the attributes)."""
+        grad_scaler = kwargs.pop("grad_scaler", None)
+        if kwargs:
+            raise TypeError("step() got an unexpected keyword argument %r" % next(iter(kwargs)))
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -568,6 +573,8 @@ class FusedOptimizer(Optimizer):
             grad_scale = getattr(self, "grad_scale", None)
         if found_inf is None:
             found_inf = getattr(self, "found_inf", None)
+        if grad_scaler is not None and found_inf is None:
+            grad_scale, found_inf = self._from_grad_scaler(grad_scaler)
 
         plans = []
         any_cpu = False
@@ -616,6 +623,21 @@ class FusedOptimizer(Optimizer):
             for dev, key, params in gpu.values():
                 self._gpu_step(gi, group, dev, key, params, grad_scale, sq_sum)
         return loss
+
+    def _from_grad_scaler(self, scaler):
+        """torch 1.x GradScaler (grad_scaler= keyword): (grad_scale, found_inf) as torch 2.x
+        would set them."""
+        st = scaler._per_optimizer_states[id(self)]
+        stage = getattr(st.get("stage"), "name", "")
+        if stage != "UNSCALED":   # grads still scaled: find infs now, unscale in the step
+            scaler._check_inf_per_device(self)
+            grad_scale = scaler._get_scale_async()
+        else:
+            grad_scale = None
+        infs = list(st["found_inf_per_device"].values())
+        dev = infs[0].device if infs else torch.device("cpu")
+        found_inf = sum(t.to(dev) for t in infs) if infs else None
+        return grad_scale, found_inf
 
     # -- per-optimizer pieces (subclasses) --
     def _validate(self, d):
