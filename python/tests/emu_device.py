@@ -121,6 +121,13 @@ class EmuDevice:
     def begin(self):
         self.touched = {}
 
+    def collect(self):
+        token, self.touched = self.touched, {}
+        return token
+
+    def resume(self, token):
+        self.touched = dict(token)
+
     # Emulated device memory is host memory: plain memmove, which the emulator's fault injection
     # (it counts its own copies) does not see.
     def before_launch(self):

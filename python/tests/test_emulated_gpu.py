@@ -187,6 +187,27 @@ def test_lr_and_weight_decay_per_group_follow_the_schedule(emu):
     assert emu.calls["fopt_adam_create"] == 2
 
 
+def test_two_buckets_and_a_replaced_parameter(emu):
+    """Parameters at different step counts (two GPU objects in one group), then a parameter's
+    data replaced by a tensor of another layout: rebuilt once, no bucket stepped twice."""
+    ps, qs = twins([(6, 4), (5,), (4, 4)])
+    g = on(emu, fo.Adam(ps, lr=1e-2))
+    c = fo.Adam(qs, lr=1e-2)
+    for s, which in enumerate([{0}, {0}, None]):
+        feed(ps, qs, s, which)
+        g.step()
+        c.step()
+    assert emu.calls["fopt_adam_create"] == 3   # one object, then two (steps 2 and 0)
+    for t in (ps[2], qs[2]):
+        t.data = t.data.t().contiguous().t()    # same values, column-major
+    for s in range(3, 6):
+        feed(ps, qs, s)
+        g.step()
+        c.step()
+    assert_same(ps, qs)
+    assert [float(st["step"]) for st in g.state_dict()["state"].values()] == [6, 4, 4]
+
+
 def test_config_change_rebuilds_and_keeps_state(emu):
     ps, qs = twins([(7,), (3, 3)])
     g = on(emu, fo.Adam(ps, lr=1e-2))

@@ -141,7 +141,16 @@ class CudaDevice:
     def ptr(self, t):
         return t.data_ptr()
 
+    # A device that must move data around a launch (the emulated one of the tests) records the
+    # tensors ptr() hands out between begin() and collect(); resume(token) brings a bucket's
+    # record back before its launch. Nothing to do on CUDA.
     def begin(self):
+        pass
+
+    def collect(self):
+        return None
+
+    def resume(self, token):
         pass
 
     def before_launch(self):
@@ -166,7 +175,7 @@ class _Bucket:
     step count."""
 
     def __init__(self, opt, gi, group, dev, key, params, step):
-        self.opt = opt
+        self.opt = weakref.proxy(opt)   # no reference cycle: the optimizer's __del__ frees us
         self.dev = dev
         self.lib = dev.lib
         self.key = key
@@ -218,6 +227,8 @@ class _Bucket:
         self.wd = float(group["weight_decay"])
         self.scratch = torch.zeros(1, dtype=torch.int32, device=self.params[0].device)
         self.keepalive = None
+        self.token = None
+        self.staged_now = []
         # state: what state[p] holds moves into the object
         with dev.context(key):
             try:
@@ -278,24 +289,32 @@ class _Bucket:
             for i, p in enumerate(self.params):
                 v = self.views[i]
                 d = {"step": torch.tensor(float(step))}
-                tdt = torch.complex64 if p.is_complex() else self.state_dtype
+                tdt = torch.complex64 if v.dtype.is_complex else self.state_dtype
+
+                def alloc(dtype):
+                    # the layout the object was built on (the parameter may have been replaced)
+                    if v.staged:
+                        return torch.empty(v.shape, dtype=dtype, device=p.device)
+                    return torch.empty_strided(v.shape, v.stride, dtype=dtype, device=p.device)
+
                 for key, slot in self.slots:
-                    t = _alloc(p, tdt, v.staged)
+                    t = alloc(tdt)
                     self._call("fopt_state_copy", self.handle, i, slot, t.data_ptr(), False)
                     d[key] = t
-                mk = mk_of(group, p.dtype)
+                mk = mk_of(group, v.dtype)
                 if mk:
-                    t = _alloc(p, torch.float32 if mk == "master" else torch.int16, v.staged)
+                    t = alloc(torch.float32 if mk == "master" else torch.int16)
                     self._call("fopt_state_copy", self.handle, i, L.SLOT_MASTER, t.data_ptr(), False)
                     d[mk] = t
                 out[p] = d
         self.dev.synchronize(self.key)
         return out
 
-    def step(self, group, grad_scale, sq_sum):
-        """Enqueues one step. Returns False when the binding cannot follow the parameters (a
-        parameter changed shape, dtype or layout): the caller rebuilds."""
-        dev, lib, h = self.dev, self.lib, self.handle
+    def prepare(self, group):
+        """Follows the parameters and gradients before a step: lr and weight decay, new
+        addresses (rebinding in stream order), staged copies. Returns False, having changed no
+        optimizer state, when a parameter changed shape, dtype or layout: the caller rebuilds."""
+        dev, h = self.dev, self.handle
         lr, wd = float(group["lr"]), float(group["weight_decay"])
         if lr != self.lr:
             self._call("fopt_set_group_lr", h, 0, lr)
@@ -342,6 +361,17 @@ class _Bucket:
                 arr[i].grad = gp
                 bound[i] = (pp, gp)
                 changed = True
+        if changed:
+            with dev.context(self.key):
+                self._call("fopt_rebind", h, self.arr, len(self.params), dev.stream(self.key))
+        self.staged_now = staged
+        self.token = dev.collect()
+        return True
+
+    def launch(self, grad_scale, sq_sum):
+        """Enqueues the step on the current stream (after prepare())."""
+        dev, lib, h = self.dev, self.lib, self.handle
+        dev.resume(self.token)
         opts = None
         keep = []
         if grad_scale is not None or sq_sum is not None:
@@ -358,17 +388,14 @@ class _Bucket:
                 opts.found_inf = dev.ptr(self.scratch)
         with dev.context(self.key):
             stream = dev.stream(self.key)
-            if changed:
-                self._call("fopt_rebind", h, self.arr, len(self.params), stream)
             dev.before_launch()
             status = lib.cdll.fopt_step_ex(h, ctypes.byref(opts) if opts is not None else None, stream)
             dev.after_launch()
         if status != 0:
             self.opt._fail(lib, "fopt_step_ex", status, self.where, self.params, None)
-        for p, v in staged:
+        for p, v in self.staged_now:
             _real(p).copy_(v.sp)
         self.keepalive = keep  # until the next step: the launch reads them in stream order
-        return True
 
 
 class _GpuRun:
@@ -842,12 +869,19 @@ class FusedOptimizer(Optimizer):
             run = self._hydrate(gi, group, dev, key, params, ids, cfgkey)
             self._gpu_runs[rk] = run
         for b in run.buckets:
-            if not b.step(group, grad_scale, sq_sum):
+            if not b.prepare(group):
                 # a parameter changed shape, dtype or layout: rebuild over the new tensors
+                # (no bucket has stepped yet)
                 self._spill(run)
                 run = self._hydrate(gi, group, dev, key, params, ids, cfgkey)
                 self._gpu_runs[rk] = run
-                return self._gpu_step(gi, group, dev, key, params, grad_scale, sq_sum)
+                for b2 in run.buckets:
+                    if not b2.prepare(group):
+                        raise RuntimeError("fusedopt: cannot bind the parameters of param group "
+                                           "%d after a rebuild" % gi)
+                break
+        for b in run.buckets:
+            b.launch(grad_scale, sq_sum)
 
     def _hydrate(self, gi, group, dev, key, params, ids, cfgkey):
         by_step = {}
