@@ -29,8 +29,11 @@ number on both rows of a case).
 CPU offload part (--no-cpu leaves it out): fusedopt.torch.Adam.step() on CPU tensors (the fast
 CPU path: SIMD, every core) against torch.optim.Adam with foreach=True and foreach=False, on the
 148 tensors of GPT-2 small (124.4M parameters; --cpu-scale shrinks every tensor), both on the
-same number of threads; wall-clock median step time (variant cpu_offload, impls cpu_fusedopt,
-cpu_torch_foreach, cpu_torch_single; max_rel_err against the single-tensor result).
+same number of threads (fusedopt's default, every core; --cpu-threads, --cpu-torch-threads);
+wall-clock median step time (variant cpu_offload, impls cpu_fusedopt, cpu_torch_foreach,
+cpu_torch_single; max_rel_err against the single-tensor result). On a loaded machine run it with
+OMP_WAIT_POLICY=passive: spinning OpenMP threads of an oversubscribed machine slow PyTorch's
+many small parallel regions far more than fusedopt's one.
 
 CSV columns: those of fopt_bench plus speedup_fused_vs_this = median_us(this row) /
 median_us(fusedopt row of the same case): > 1 means fusedopt is faster.
