@@ -401,7 +401,8 @@ FOPT_API size_t fopt_state_size(const fopt_optimizer *opt);
 FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, size_t size);
 
 /*! fopt_state_load() : restores a state saved by fopt_state_save() from an optimizer of the same
- *  kind and variant (same buffers) over the same tensor sizes, by the same library version: the
+ *  kind and variant (same buffers) over the same tensor sizes (and, for a shard, the same range of
+ *  them: fopt_adam_create_shard()), by the same library version: the
  *  state buffers, the step counter and the learning rate, bit for bit. Anything else (a truncated
  *  or corrupted buffer, another optimizer, tensor list or version) gives
  *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device. */
