@@ -23,8 +23,9 @@ list(APPEND _nccl_hints ${CMAKE_BINARY_DIR}/_deps/nccl)
 find_path(NCCL_INCLUDE_DIR nccl.h
   HINTS ${_nccl_hints} ${CUDAToolkit_INCLUDE_DIRS}
   PATH_SUFFIXES include)
-# The wheel ships libnccl.so.2 without the libnccl.so link.
-find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2
+# The wheel ships libnccl.so.2 without the libnccl.so link; NAMES_PER_DIR keeps the header and the
+# library from the same place.
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 NAMES_PER_DIR
   HINTS ${_nccl_hints} ${CUDAToolkit_LIBRARY_DIR}
   PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
 

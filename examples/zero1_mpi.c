@@ -19,7 +19,8 @@
  *
  *     mpirun --allow-run-as-root --oversubscribe -np 3 build/examples/zero1_mpi [steps]
  *
- * Prints "zero1: match" and exits 0, or prints the first difference and exits 1. */
+ * Prints "zero1: match" and exits 0, or prints the first difference and exits 1. The model and
+ * each rank's gradients (exact sums over ranks, whatever MPI's order) are in zero1_model.h. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,35 +30,7 @@
 #include <mpi.h>
 
 #include "fusedopt.h"
-
-static const size_t SIZES[] = {1000, 37, 4099, 1, 777, 2051, 64}; /* 8029 params */
-#define COUNT (sizeof SIZES / sizeof SIZES[0])
-#define INF_STEP 7 /* the iteration whose grads hold an inf (AMP overflow) */
-
-static uint32_t hash32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
-/* Rank r's gradient contribution for param i at iteration `it`: the gradient of
- * 0.5 * (w - target_r)^2, quantised to a multiple of 2^-12 in [-8, 8], times the loss scale (a
- * power of 2). Each contribution then has at most 16 significant bits and sums of up to 2^8 of
- * them are exact in fp32, so the sum over ranks is the same whatever order MPI's reduction adds
- * them in: the sharded run and the one-process run step the same grads. */
-static float contribution(int r, int it, size_t i, float w, float scale)
-{
-    if (it == INF_STEP && r == 0 && i == 4242)
-        return INFINITY;
-    const float target = (float)((int)(hash32((uint32_t)i * 2654435761u ^ (uint32_t)r * 40503u) % 2001u) - 1000) / 1000.0f;
-    float q = rintf((w - target) * 4096.0f);
-    q = q > 32768.0f ? 32768.0f : q < -32768.0f ? -32768.0f : q;
-    return q / 4096.0f * scale;
-}
+#include "zero1_model.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -82,15 +55,15 @@ static void *xcalloc(size_t n, size_t size)
 static void list_over(fopt_host_tensor *t, float *param, float *grad, float *m, float *v)
 {
     size_t at = 0;
-    for (size_t k = 0; k < COUNT; k++) {
+    for (size_t k = 0; k < ZERO1_COUNT; k++) {
         memset(&t[k], 0, sizeof t[k]);
         t[k].param = param + at;
         t[k].grad = grad + at;
-        t[k].numel = SIZES[k];
+        t[k].numel = ZERO1_SIZES[k];
         t[k].dtype = FOPT_FLOAT32;
         t[k].state[0] = m ? m + at : NULL;
         t[k].state[1] = v ? v + at : NULL;
-        at += SIZES[k];
+        at += ZERO1_SIZES[k];
     }
 }
 
@@ -98,12 +71,12 @@ static void list_over(fopt_host_tensor *t, float *param, float *grad, float *m, 
  * by the one-process run, over the same ranges as the ranks. */
 static double split_sq_sum(const fopt_host_tensor *whole, const uint64_t *bounds, int world, const float *scale)
 {
-    fopt_host_tensor pieces[COUNT];
+    fopt_host_tensor pieces[ZERO1_COUNT];
     double total = 0.0;
     for (int r = 0; r < world; r++) {
         size_t n;
         double partial;
-        CHECK(fopt_shard_pieces(whole, COUNT, bounds[r], bounds[r + 1], pieces, &n));
+        CHECK(fopt_shard_pieces(whole, ZERO1_COUNT, bounds[r], bounds[r + 1], pieces, &n));
         CHECK(fopt_grad_sq_sum_ref_multi(pieces, n, scale, &partial));
         total += partial;
     }
@@ -116,11 +89,11 @@ int main(int argc, char **argv)
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    const int steps = argc > 1 ? atoi(argv[1]) : 20;
+    const int steps = argc > 1 ? atoi(argv[1]) : ZERO1_STEPS;
 
     size_t total = 0;
-    for (size_t k = 0; k < COUNT; k++)
-        total += SIZES[k];
+    for (size_t k = 0; k < ZERO1_COUNT; k++)
+        total += ZERO1_SIZES[k];
     uint64_t *bounds = xcalloc((size_t)world + 1, sizeof *bounds);
     CHECK(fopt_shard_bounds(total, world, bounds));
     int *counts = xcalloc((size_t)world, sizeof *counts), *displs = xcalloc((size_t)world, sizeof *displs);
@@ -141,11 +114,11 @@ int main(int argc, char **argv)
     float *g_sum = xcalloc(total, sizeof(float));
     float *m = xcalloc(len, sizeof(float)), *v = xcalloc(len, sizeof(float));
     for (size_t i = 0; i < total; i++)
-        w[i] = (float)((int)(hash32((uint32_t)i) % 2001u) - 1000) / 2000.0f;
-    fopt_host_tensor whole[COUNT], pieces[COUNT];
+        w[i] = zero1_initial_param(i);
+    fopt_host_tensor whole[ZERO1_COUNT], pieces[ZERO1_COUNT];
     list_over(whole, w, g_sum, NULL, NULL);
     size_t npieces;
-    CHECK(fopt_shard_pieces(whole, COUNT, begin, end, pieces, &npieces));
+    CHECK(fopt_shard_pieces(whole, ZERO1_COUNT, begin, end, pieces, &npieces));
     for (size_t p = 0, at = 0; p < npieces; at += pieces[p].numel, p++) {
         pieces[p].state[0] = m + at; /* the range's state buffers, piece after piece */
         pieces[p].state[1] = v + at;
@@ -153,7 +126,7 @@ int main(int argc, char **argv)
 
     /* rank 0: the same training in one process */
     float *w_ref = NULL, *g_ref = NULL, *m_ref = NULL, *v_ref = NULL;
-    fopt_host_tensor ref[COUNT];
+    fopt_host_tensor ref[ZERO1_COUNT];
     if (rank == 0) {
         w_ref = xcalloc(total, sizeof(float));
         g_ref = xcalloc(total, sizeof(float));
@@ -161,7 +134,7 @@ int main(int argc, char **argv)
         v_ref = xcalloc(total, sizeof(float));
         memcpy(w_ref, w, total * sizeof(float));
         list_over(ref, w_ref, g_ref, m_ref, v_ref);
-        printf("zero1: %zu params in %zu tensors, %d rank%s; rank 0 holds [%llu, %llu)\n", total, COUNT, world,
+        printf("zero1: %zu params in %zu tensors, %d rank%s; rank 0 holds [%llu, %llu)\n", total, ZERO1_COUNT, world,
                world > 1 ? "s" : "", (unsigned long long)begin, (unsigned long long)end);
     }
 
@@ -170,7 +143,7 @@ int main(int argc, char **argv)
     int ok = 1;
     for (int it = 1; it <= steps && ok; it++) {
         for (size_t i = 0; i < total; i++)
-            g_local[i] = contribution(rank, it, i, w[i], scale);
+            g_local[i] = zero1_contribution(rank, it, i, w[i], scale);
         MPI_Reduce_scatter(g_local, g_sum + begin, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 
         /* the global statistics: 8 bytes per rank, summed in rank order on every rank (an
@@ -201,7 +174,7 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < total; i++) {
                 float s = 0.0f;
                 for (int r = 0; r < world; r++)
-                    s += contribution(r, it, i, w_ref[i], scale);
+                    s += zero1_contribution(r, it, i, w_ref[i], scale);
                 g_ref[i] = s;
             }
             const double ref_sq_sum = split_sq_sum(ref, bounds, world, &scale);
@@ -211,7 +184,7 @@ int main(int argc, char **argv)
             ro.grad_norm = &ref_norm;
             ro.found_inf = &ref_inf;
             ro.grad_sq_sum = &ref_sq_sum;
-            CHECK(fopt_adam_step_ref_multi(&cfg, t + 1, ref, COUNT, &ro));
+            CHECK(fopt_adam_step_ref_multi(&cfg, t + 1, ref, ZERO1_COUNT, &ro));
             printf("step %2d  grad norm %12.4f  loss scale %6.0f%s\n", it, norm, scale,
                    found_inf ? "  inf: skipped by every rank" : "");
             if (ref_inf != found_inf || memcmp(&ref_norm, &norm, sizeof norm) != 0) {

@@ -29,6 +29,7 @@
 #include <nccl.h>
 
 #include "fusedopt.h"
+#include "zero1_model.h"
 
 #define CHECK_CUDA(x)                                                                              \
     do {                                                                                           \
@@ -55,41 +56,11 @@
         }                                                                                          \
     } while (0)
 
-static const size_t SIZES[] = {1000, 37, 4099, 1, 777, 2051, 64}; /* 8029 params */
-static const size_t COUNT = sizeof SIZES / sizeof SIZES[0];
-static const int STEPS = 20;
-static const int INF_STEP = 7; /* the iteration whose grads hold an inf (AMP overflow) */
-
-__host__ __device__ static uint32_t hash32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
-/* Rank r's gradient contribution for param i (as in zero1_mpi.c): the gradient of
- * 0.5 * (w - target_r)^2 quantised to a multiple of 2^-12 in [-8, 8], times the loss scale (a
- * power of 2). At most 16 significant bits each, so the sum over up to 2^8 ranks is exact in fp32
- * whatever order NCCL adds them in. Each operation is one IEEE operation, the same on host and
- * device (built with --fmad=false). */
-__host__ __device__ static float contribution(int r, int it, size_t i, float w, float scale)
-{
-    if (it == INF_STEP && r == 0 && i == 4242)
-        return INFINITY;
-    const float target = (float)((int)(hash32((uint32_t)i * 2654435761u ^ (uint32_t)r * 40503u) % 2001u) - 1000) / 1000.0f;
-    float q = rintf((w - target) * 4096.0f);
-    q = q > 32768.0f ? 32768.0f : q < -32768.0f ? -32768.0f : q;
-    return q / 4096.0f * scale;
-}
-
 __global__ void contribution_kernel(const float *w, float *g, size_t n, int r, int it, const float *scale)
 {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i < n)
-        g[i] = contribution(r, it, i, w[i], *scale);
+        g[i] = zero1_contribution(r, it, i, w[i], *scale);
 }
 
 /* The global statistics: the gathered partials summed in rank order (every GPU the same bits). */
@@ -118,8 +89,8 @@ int main()
         return 0;
     }
     size_t total = 0;
-    for (size_t k = 0; k < COUNT; k++)
-        total += SIZES[k];
+    for (size_t k = 0; k < ZERO1_COUNT; k++)
+        total += ZERO1_SIZES[k];
     std::vector<uint64_t> bounds(world + 1);
     CHECK_FOPT(fopt_shard_bounds(total, world, bounds.data()));
     const size_t S = (size_t)(bounds[1] - bounds[0]); /* per-rank count of the collectives */
@@ -133,7 +104,7 @@ int main()
 
     std::vector<float> w0(total);
     for (size_t i = 0; i < total; i++)
-        w0[i] = (float)((int)(hash32((uint32_t)i) % 2001u) - 1000) / 2000.0f;
+        w0[i] = zero1_initial_param(i);
 
     std::vector<int> devs(world);
     for (int r = 0; r < world; r++)
@@ -159,34 +130,34 @@ int main()
         CHECK_CUDA(cudaMemcpy(s.w, w0.data(), total * sizeof(float), cudaMemcpyHostToDevice));
         CHECK_CUDA(cudaMemcpy(s.scale, &scale, sizeof scale, cudaMemcpyHostToDevice));
         /* the whole list as views into the flat buffers; the optimizer steps [bounds[r], bounds[r+1]) */
-        fopt_tensor t[COUNT];
+        fopt_tensor t[ZERO1_COUNT];
         size_t at = 0;
-        for (size_t k = 0; k < COUNT; k++) {
-            t[k] = fopt_tensor{s.w + at, s.g + at, SIZES[k], FOPT_FLOAT32, 0};
-            at += SIZES[k];
+        for (size_t k = 0; k < ZERO1_COUNT; k++) {
+            t[k] = fopt_tensor{s.w + at, s.g + at, ZERO1_SIZES[k], FOPT_FLOAT32, 0};
+            at += ZERO1_SIZES[k];
         }
-        CHECK_FOPT(fopt_adam_create_shard(&s.opt, &cfg, t, COUNT, bounds[r], bounds[r + 1]));
+        CHECK_FOPT(fopt_adam_create_shard(&s.opt, &cfg, t, ZERO1_COUNT, bounds[r], bounds[r + 1]));
     }
 
     /* the CPU reference: the whole list in one process */
     std::vector<float> w_ref(w0), g_ref(total), m_ref(total), v_ref(total), w_dev(total);
-    std::vector<fopt_host_tensor> ref(COUNT);
+    std::vector<fopt_host_tensor> ref(ZERO1_COUNT);
     size_t at = 0;
-    for (size_t k = 0; k < COUNT; k++) {
+    for (size_t k = 0; k < ZERO1_COUNT; k++) {
         std::memset(&ref[k], 0, sizeof ref[k]);
         ref[k].param = w_ref.data() + at;
         ref[k].grad = g_ref.data() + at;
-        ref[k].numel = SIZES[k];
+        ref[k].numel = ZERO1_SIZES[k];
         ref[k].dtype = FOPT_FLOAT32;
         ref[k].state[0] = m_ref.data() + at;
         ref[k].state[1] = v_ref.data() + at;
-        at += SIZES[k];
+        at += ZERO1_SIZES[k];
     }
-    std::printf("zero1_nccl: %zu params in %zu tensors, %d GPU rank%s, %zu elements per rank\n", total, COUNT, world,
+    std::printf("zero1_nccl: %zu params in %zu tensors, %d GPU rank%s, %zu elements per rank\n", total, ZERO1_COUNT, world,
                 world > 1 ? "s" : "", S);
 
     int64_t t = 0;
-    for (int it = 1; it <= STEPS; it++) {
+    for (int it = 1; it <= ZERO1_STEPS; it++) {
         for (int r = 0; r < world; r++) {
             CHECK_CUDA(cudaSetDevice(r));
             contribution_kernel<<<(unsigned)((total + 255) / 256), 256, 0, rk[r].stream>>>(rk[r].w, rk[r].g, total, r,
@@ -227,15 +198,15 @@ int main()
         for (size_t i = 0; i < total; i++) {
             float s = 0.0f;
             for (int r = 0; r < world; r++)
-                s += contribution(r, it, i, w_ref[i], scale);
+                s += zero1_contribution(r, it, i, w_ref[i], scale);
             g_ref[i] = s;
         }
         double ref_sq_sum = 0.0;
         for (int r = 0; r < world; r++) {
-            std::vector<fopt_host_tensor> pieces(COUNT);
+            std::vector<fopt_host_tensor> pieces(ZERO1_COUNT);
             size_t n;
             double partial;
-            CHECK_FOPT(fopt_shard_pieces(ref.data(), COUNT, bounds[r], bounds[r + 1], pieces.data(), &n));
+            CHECK_FOPT(fopt_shard_pieces(ref.data(), ZERO1_COUNT, bounds[r], bounds[r + 1], pieces.data(), &n));
             CHECK_FOPT(fopt_grad_sq_sum_ref_multi(pieces.data(), n, &scale, &partial));
             ref_sq_sum += partial;
         }
@@ -248,7 +219,7 @@ int main()
         ro.grad_norm = &ref_norm;
         ro.found_inf = &ref_inf;
         ro.grad_sq_sum = &ref_sq_sum;
-        CHECK_FOPT(fopt_adam_step_ref_multi(&cfg, t + 1, ref.data(), COUNT, &ro));
+        CHECK_FOPT(fopt_adam_step_ref_multi(&cfg, t + 1, ref.data(), ZERO1_COUNT, &ro));
 
         int32_t found_inf = 0;
         float norm = 0.0f;
@@ -298,7 +269,7 @@ int main()
         cudaFree(rk[r].found_inf);
         cudaStreamDestroy(rk[r].stream);
     }
-    std::printf("zero1_nccl: %lld steps, %d skipped\n", (long long)t, STEPS - (int)t);
+    std::printf("zero1_nccl: %lld steps, %d skipped\n", (long long)t, ZERO1_STEPS - (int)t);
     std::printf("zero1: match\n");
     return 0;
 }

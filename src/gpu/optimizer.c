@@ -282,42 +282,40 @@ fail:
     return status;
 }
 
+/* The public constructors: a copy of the caller's config of d's kind, then fopt_gpu_create. */
+static fopt_status create(fopt_optimizer **out, const fopt_desc *d, const void *cfg, const fopt_tensor *tensors,
+                          size_t count, const uint64_t *range)
+{
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
+    fopt_any_config c = fopt_cfg_copy(d, cfg);
+    return fopt_gpu_create(out, d, &c, tensors, count, range);
+}
+
 fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
                              const fopt_tensor *tensors, size_t count)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    return fopt_gpu_create(out, &fopt_adam_desc, &c, tensors, count, NULL);
-}
-
-fopt_status fopt_adam_create_shard(fopt_optimizer **out, const fopt_adam_config *cfg,
-                                   const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_adam_desc, cfg);
-    const uint64_t range[2] = {begin, end};
-    return fopt_gpu_create(out, &fopt_adam_desc, &c, tensors, count, range);
+    return create(out, &fopt_adam_desc, cfg, tensors, count, NULL);
 }
 
 fopt_status fopt_rmsprop_create(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
                                 const fopt_tensor *tensors, size_t count)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
-    return fopt_gpu_create(out, &fopt_rmsprop_desc, &c, tensors, count, NULL);
+    return create(out, &fopt_rmsprop_desc, cfg, tensors, count, NULL);
+}
+
+fopt_status fopt_adam_create_shard(fopt_optimizer **out, const fopt_adam_config *cfg,
+                                   const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end)
+{
+    const uint64_t range[2] = {begin, end};
+    return create(out, &fopt_adam_desc, cfg, tensors, count, range);
 }
 
 fopt_status fopt_rmsprop_create_shard(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
                                       const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    fopt_any_config c = fopt_cfg_copy(&fopt_rmsprop_desc, cfg);
     const uint64_t range[2] = {begin, end};
-    return fopt_gpu_create(out, &fopt_rmsprop_desc, &c, tensors, count, range);
+    return create(out, &fopt_rmsprop_desc, cfg, tensors, count, range);
 }
 
 void fopt_destroy(fopt_optimizer *opt)
