@@ -186,10 +186,11 @@ typedef struct fopt_step_options {
     /* appended (0.2) */
     bool zero_grads;         /* write 0 to every grad after reading it (training code that
                                 accumulates into its grads); the grads must be writable */
-    const double *grad_sq_sum; /* the global sum of squares of the unscaled grads, reduced by
-                                  the caller across ranks (see fopt_grad_sq_sum()); when set it
-                                  replaces this call's own statistics for clipping, grad_norm and
-                                  found_inf (non-finite means found_inf). NULL = compute here */
+    const double *grad_sq_sum; /* the global sum of squares of the unscaled grads, combined by
+                                  the caller from every rank's partial (fopt_grad_sq_sum(); in rank
+                                  order, see "Sharded optimizer state"); when set it replaces this
+                                  call's own statistics for clipping, grad_norm and found_inf
+                                  (non-finite means found_inf). NULL = compute here */
 } fopt_step_options;
 
 /* ---------------------------------------------------------------------------------------------
@@ -248,6 +249,14 @@ typedef struct fopt_host_tensor {
     void *state[3];   /* in precision.state_dtype, zeroed before step 1, NULL where unused.
                          Adam: exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad).
                          RMSprop: square_avg, momentum_buffer (momentum > 0), grad_avg (centered) */
+    /* appended (0.2, shards): where this entry's elements lie in a longer tensor list */
+    bool piece;           /* true: this entry is elements [elem_offset, elem_offset + numel) of
+                             tensor `tensor` of a list (a shard's piece, see fopt_shard_pieces()),
+                             and stochastic rounding draws the bits of that tensor's elements, as a
+                             call over the whole list would. false (zero): the tensor index is the
+                             position in the call and the element offset 0 (the 0.2 behaviour) */
+    size_t tensor;        /* piece: the index of the whole tensor in its list (< 2^32) */
+    uint64_t elem_offset; /* piece: the index in that tensor of this entry's element 0 */
 } fopt_host_tensor;
 
 /*! fopt_adam_step_ref_multi() : one Adam/AdamW step of every tensor (step counts from 1).
@@ -273,9 +282,10 @@ FOPT_API fopt_status fopt_rmsprop_step_cpu_multi(const fopt_rmsprop_config *cfg,
 
 /*! fopt_grad_sq_sum_ref_multi() : the sum of squares, in double, of the unscaled grads
  *  (grad / *grad_scale when grad_scale is not NULL) of every tensor, in the fixed order of
- *  docs/SEMANTICS.md: the local partial of a sharded step, 8 bytes to all-reduce across ranks and
- *  pass back as fopt_step_options.grad_sq_sum. Non-finite exactly when some unscaled grad is. Only
- *  param-independent fields are read (grad, numel, dtype). */
+ *  docs/SEMANTICS.md (chunks counted from each entry's first element): over a shard's pieces, the
+ *  rank's partial of a sharded step, 8 bytes to gather across ranks, sum in rank order and pass
+ *  back as fopt_step_options.grad_sq_sum ("Sharded optimizer state" below). Non-finite exactly
+ *  when some unscaled grad is. Only param-independent fields are read (grad, numel, dtype). */
 FOPT_API fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t count,
                                                 const float *grad_scale, double *sq_sum);
 /*! fopt_grad_sq_sum_cpu_multi() : as fopt_grad_sq_sum_ref_multi(), fast; the same bits. */
@@ -347,8 +357,8 @@ FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *
 
 /*! fopt_grad_sq_sum() : writes to the device double *sq_sum the sum of squares of the unscaled
  *  grads of every bound tensor (grad / *grad_scale when grad_scale, a device pointer, is not NULL),
- *  in the fixed order of docs/SEMANTICS.md: the local partial of a sharded step. Enqueued on
- *  stream. */
+ *  in the fixed order of docs/SEMANTICS.md; on a shard optimizer, of the shard's elements only:
+ *  the rank's partial of a sharded step. Enqueued on stream. */
 FOPT_API fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale,
                                       double *sq_sum, cudaStream_t stream);
 
@@ -391,7 +401,8 @@ FOPT_API size_t fopt_state_size(const fopt_optimizer *opt);
 FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, size_t size);
 
 /*! fopt_state_load() : restores a state saved by fopt_state_save() from an optimizer of the same
- *  kind and variant (same buffers) over the same tensor sizes, by the same library version: the
+ *  kind and variant (same buffers) over the same tensor sizes (and, for a shard, the same range of
+ *  them: fopt_adam_create_shard()), by the same library version: the
  *  state buffers, the step counter and the learning rate, bit for bit. Anything else (a truncated
  *  or corrupted buffer, another optimizer, tensor list or version) gives
  *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device. */
@@ -414,7 +425,10 @@ typedef enum fopt_slot {
  *  and buf (host or device memory: numel elements of the slot's storage type). into_optimizer
  *  false reads it out, true writes it in. Synchronises with the device. For moving state between
  *  checkpoint formats (the Python package's state_dict). FOPT_ERROR_INVALID_VALUE for a tensor
- *  index out of range or a slot the optimizer does not keep. */
+ *  index out of range or a slot the optimizer does not keep. On a shard optimizer `tensor` is the
+ *  index in the whole list and buf holds the shard's part of that tensor: the elements
+ *  [max(begin - s, 0), min(end - s, numel)) of it, s being the tensor's first element in the
+ *  concatenation (no element where the range misses the tensor: then nothing is copied). */
 FOPT_API fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf,
                                      bool into_optimizer);
 
@@ -425,6 +439,85 @@ FOPT_API fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step);
 /*! fopt_destroy() : frees the optimizer and its device state. NULL is fine. Synchronises with the
  *  device before freeing, so enqueued steps finish first. */
 FOPT_API void fopt_destroy(fopt_optimizer *opt);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sharded optimizer state (ZeRO-1), 0.2
+ *
+ * Data-parallel ranks each keep the optimizer state of one contiguous range of the parameters:
+ * the elements of the tensor list concatenated in list order (tensor 0 first) are split into one
+ * range per rank; each rank steps its range only, and the ranks exchange the rest (reduce-scatter
+ * of the grads before the step, all-gather of the params after it). Every element keeps its
+ * identity in the list (tensor index, element index), so a range steps exactly as the same
+ * elements of one optimizer over the whole list would, stochastic rounding included.
+ * docs/ZERO.md has the data flow, the bytes moved and the memory saved per rank.
+ *
+ * Ranges: begin <= end <= total (the list's element count), each a multiple of FOPT_SHARD_ALIGN
+ * or equal to total. Over flat buffers every shard then starts on a 32-byte (fp32) or 16-byte
+ * (16-bit) boundary and takes the vector path. An empty range is a valid shard.
+ *
+ * Global statistics (clipping, grad_norm, found_inf) over all ranks: each rank computes the
+ * partial sum of squares of its range (fopt_grad_sq_sum() on its shard optimizer, or
+ * fopt_grad_sq_sum_cpu_multi() over its pieces), the ranks all-gather the 8-byte partials, and
+ * every rank sums them in rank order in double (s = 0; s += partial[0]; ... partial[world-1])
+ * and passes &s as fopt_step_options.grad_sq_sum. An all-reduce would not do: MPI and NCCL fix no
+ * order for its additions (it may vary with the algorithm, the rank and the run), so ranks could
+ * clip by different coefficients. Guaranteed: a range's partial is the same bits on every path
+ * (reference, fast CPU, GPU) and the rank-order sum the same bits on every rank. Not guaranteed:
+ * that sum equals fopt_grad_sq_sum() over the whole list (the chunks and the tree differ, so the
+ * last bits may): a one-process run that must match a sharded one computes the partials of the
+ * same ranges and sums them the same way. A shard's statistics chunks start at each of its
+ * entries' first element, on the GPU and in fopt_grad_sq_sum_*_multi over its pieces alike.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Shard boundaries are multiples of this many elements of the concatenation (or its end). */
+#define FOPT_SHARD_ALIGN 8
+
+/*! fopt_shard_bounds() : splits `total` elements into `world` contiguous ranges, rank r holding
+ *  [bounds[r], bounds[r + 1]) (bounds has world + 1 entries; bounds[0] = 0, bounds[world] =
+ *  total). Every rank holds S = ceil(total / world) rounded up to a multiple of FOPT_SHARD_ALIGN
+ *  elements, but the last non-empty range, which holds what is left; with world > total / 8 the
+ *  last ranks hold empty ranges. S = bounds[1] - bounds[0] is also the per-rank count for
+ *  collectives that need equal counts (NCCL's reduce-scatter and all-gather over buffers padded to
+ *  world * S elements). @return FOPT_ERROR_INVALID_VALUE for world < 1, a NULL bounds or a total
+ *  above 2^62. */
+FOPT_API fopt_status fopt_shard_bounds(uint64_t total, int world, uint64_t *bounds);
+
+/*! fopt_shard_pieces() : the pieces of the range [begin, end) of the concatenation of `count`
+ *  host tensors' elements, for the CPU _multi entry points: for each tensor the range overlaps, in
+ *  list order, a copy of it with param and grad advanced to the first element of the overlap,
+ *  numel the overlap's, piece = true, tensor = its index in `tensors` (or its own `tensor` if it
+ *  is already a piece) and elem_offset = the overlap's first element in that tensor. master and
+ *  state[] are set to NULL for the caller to point into the shard's own buffers: piece p starts at
+ *  element pieces[0].numel + ... + pieces[p - 1].numel of a buffer holding the range's elements.
+ *  `pieces` has room for `count` entries; *piece_count receives how many were written.
+ *  @return FOPT_ERROR_INVALID_VALUE for NULL pointers, an unknown dtype, a NULL param or grad in a
+ *  tensor the range overlaps, or a range out of bounds or misaligned (as for
+ *  fopt_adam_create_shard()); then nothing is written. */
+FOPT_API fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count,
+                                       uint64_t begin, uint64_t end, fopt_host_tensor *pieces,
+                                       size_t *piece_count);
+
+/*! fopt_adam_create_shard() : an Adam/AdamW optimizer that keeps state for, and steps, only the
+ *  elements [begin, end) of the concatenation of the `count` tensors' elements. `tensors` is the
+ *  whole list with whole tensors (e.g. views into the flat buffers that reduce-scatter and
+ *  all-gather work on in place); param and grad are read and written only inside the range.
+ *  Stochastic rounding draws the random bits of the unsharded run (the tensor's index in the whole
+ *  list, the element's index in its tensor). The range [0, total) gives the optimizer of
+ *  fopt_adam_create(), checkpoints included. On a shard: fopt_grad_sq_sum() sums the range's
+ *  grads (an empty range: 0); checkpoints record the range and load only into an optimizer over
+ *  the same list and range; fopt_state_copy() copies the range's part of a tensor; fopt_rebind()
+ *  takes the whole list. @return as fopt_adam_create(), and FOPT_ERROR_INVALID_VALUE for
+ *  begin > end, end > total, or a begin or end that is neither a multiple of FOPT_SHARD_ALIGN nor
+ *  total; on failure *out is untouched and nothing stays allocated. */
+FOPT_API fopt_status fopt_adam_create_shard(fopt_optimizer **out, const fopt_adam_config *cfg,
+                                            const fopt_tensor *tensors, size_t count,
+                                            uint64_t begin, uint64_t end);
+
+/*! fopt_rmsprop_create_shard() : an RMSprop optimizer over the range [begin, end) of a tensor
+ *  list; as fopt_adam_create_shard(). */
+FOPT_API fopt_status fopt_rmsprop_create_shard(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
+                                               const fopt_tensor *tensors, size_t count,
+                                               uint64_t begin, uint64_t end);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,9 @@ echo "== tests (Release) =="
 # --verbose lists every test, so a GPU suite shows as SKIP (not PASS) on a machine without a GPU.
 ./build/tests/fusedopt_tests -j"$jobs" --verbose
 
+# ZeRO-1 (docs/ZERO.md): zero1_mpi under mpirun -np 1/2/3, zero1_nccl, shard suites on the emulated device
+bash scripts/zero1_check.sh build
+
 echo "== install, then use it from another project (CMake find_package and pkg-config) =="
 prefix="$PWD/build/_install"
 rm -rf "$prefix" build/_consumer

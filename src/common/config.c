@@ -340,6 +340,10 @@ fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int
         if ((st = fopt_precision_check(pr, t->dtype, where)) != FOPT_SUCCESS)
             return st;
         fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
+        if (t->piece && (t->tensor > UINT32_MAX || t->elem_offset > (uint64_t)INT64_MAX - t->numel))
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                             "tensor %zu: piece of tensor %zu at element %llu: indices must stay below "
+                             "2^32 (tensor) and 2^63 (element)", k, t->tensor, (unsigned long long)t->elem_offset);
         if (t->master && mm == FOPT_MASTER_NONE)
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: master is set but %s", k,
                              t->dtype == FOPT_FLOAT32 ? "fp32 params keep no master copy"

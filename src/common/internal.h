@@ -168,9 +168,32 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
                            const fopt_host_tensor *tensors, size_t count,
                            const fopt_step_options *opts);
 
-/* The GPU optimizer's creation behind fopt_adam_create / fopt_rmsprop_create. */
+/* The GPU optimizer's creation behind fopt_*_create and fopt_*_create_shard: over the whole list
+ * (range NULL) or the elements [range[0], range[1]) of its concatenation. */
 fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt_any_config *cfg,
-                            const fopt_tensor *tensors, size_t count);
+                            const fopt_tensor *tensors, size_t count, const uint64_t *range);
+
+/* ---- shards (src/common/shard.c) ---- */
+
+/* A shard's range against the list's element count: begin <= end <= total, each a multiple of
+ * FOPT_SHARD_ALIGN or total. FOPT_SUCCESS or INVALID_VALUE. */
+fopt_status fopt_shard_range_check(uint64_t total, uint64_t begin, uint64_t end);
+
+/* The part of a tensor of n elements, whose element 0 is element `start` of the concatenation,
+ * that the range [begin, end) holds: its elements [*lo, *hi); an empty part is [0, 0). */
+void fopt_shard_part(uint64_t start, uint64_t n, uint64_t begin, uint64_t end, uint64_t *lo,
+                     uint64_t *hi);
+
+/* A host tensor's identity for stochastic rounding: its index in the list (its position k in the
+ * call unless it is a piece) and the index in that tensor of its element 0. */
+static inline uint64_t fopt_host_tensor_index(const fopt_host_tensor *t, size_t k)
+{
+    return t->piece ? (uint64_t)t->tensor : (uint64_t)k;
+}
+static inline uint64_t fopt_host_elem_offset(const fopt_host_tensor *t)
+{
+    return t->piece ? t->elem_offset : 0;
+}
 
 #ifdef __cplusplus
 }

@@ -70,7 +70,8 @@ static void piece(const multi_ctx *c, size_t k, size_t lo, size_t hi)
     }
 
     const int stochastic = c->pr->stochastic_rounding && t->dtype == FOPT_BFLOAT16 && mm == FOPT_MASTER_NONE;
-    const uint64_t key = stochastic ? fopt_sr_key(c->pr->seed, c->step, k) : 0;
+    const uint64_t key = stochastic ? fopt_sr_key(c->pr->seed, c->step, fopt_host_tensor_index(t, k)) : 0;
+    const uint64_t first = fopt_host_elem_offset(t); /* SR element index of element 0 */
     const size_t eb = t->dtype == FOPT_FLOAT32 ? 4 : 2;
     float P[FOPT_CPU_BLOCK], G[FOPT_CPU_BLOCK], S[FOPT_MAX_STATES][FOPT_CPU_BLOCK];
     for (size_t b = lo; b < hi; b += FOPT_CPU_BLOCK) {
@@ -125,7 +126,7 @@ static void piece(const multi_ctx *c, size_t k, size_t lo, size_t hi)
         else if (mm == FOPT_MASTER_REMAINDER)
             c->cv->rem_encode(P, (uint16_t *)t->param + b, (uint16_t *)t->master + b, m);
         else if (stochastic)
-            c->cv->down_bf16_sr(P, (uint16_t *)t->param + b, m, key, b);
+            c->cv->down_bf16_sr(P, (uint16_t *)t->param + b, m, key, first + b);
         else if (t->dtype != FOPT_FLOAT32)
             down_values(c, P, t->param, t->dtype, b, m);
         if (sdt != FOPT_FLOAT32)

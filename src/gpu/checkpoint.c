@@ -3,8 +3,10 @@
  * A checkpoint is a header, then the state allocation byte for byte (every state buffer, then
  * the fp32 master copies or remainders). The header names the optimizer kind, its state slots,
  * its precision settings, the tensor list (count, and a hash of each tensor's numel, dtype and
- * group), the step count and every group's lr and weight decay; a checksum covers the header and
- * the payload, so any truncation, bit flip or edit is rejected before anything changes. */
+ * group), the range of the list's elements it holds (a shard's; [0, total) otherwise), the step
+ * count and every group's lr and weight decay; a checksum covers the header and the payload, so
+ * any truncation, bit flip or edit is rejected before anything changes. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@ typedef struct state_header {
     uint64_t seed;
     uint64_t tensor_count;
     uint64_t list_hash;
+    uint64_t shard_begin;  /* the elements [shard_begin, shard_end) of the list's concatenation */
+    uint64_t shard_end;
     uint64_t state_bytes;
     int64_t step;
     uint32_t group_count;
@@ -102,6 +106,8 @@ fopt_status fopt_state_save(const fopt_optimizer *copt, void *host_buf, size_t s
     h.seed = pr->seed;
     h.tensor_count = opt->tensor_count;
     h.list_hash = opt->list_hash;
+    h.shard_begin = opt->shard_begin;
+    h.shard_end = opt->shard_end;
     h.state_bytes = opt->plan.state_bytes;
     h.step = opt->step;
     h.group_count = opt->group_count;
@@ -137,6 +143,12 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "checkpoint with other precision settings (state dtype %u, flags %u)", h.state_dtype,
                          h.precision);
+    if (h.tensor_count == opt->tensor_count && h.list_hash == opt->list_hash &&
+        (h.shard_begin != opt->shard_begin || h.shard_end != opt->shard_end))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "checkpoint holds elements [%" PRIu64 ", %" PRIu64 ") of the list; this optimizer "
+                         "holds [%" PRIu64 ", %" PRIu64 ")", h.shard_begin, h.shard_end, opt->shard_begin,
+                         opt->shard_end);
     if (h.tensor_count != opt->tensor_count || h.list_hash != opt->list_hash ||
         h.state_bytes != opt->plan.state_bytes || h.group_count != opt->group_count)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint over another tensor list");

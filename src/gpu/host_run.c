@@ -56,7 +56,8 @@ static fopt_status host_run(const fopt_desc *d, const fopt_any_config *cfg, int6
             e[k].storage[FOPT_TS_MASTER] = mm == FOPT_MASTER_F32 ? FOPT_ST_F32 : FOPT_ST_U16;
         }
         e[k].numel = (int64_t)t->numel;
-        e[k].tensor = (uint32_t)k;
+        e[k].elem_offset = (int64_t)fopt_host_elem_offset(t);
+        e[k].tensor = (uint32_t)fopt_host_tensor_index(t, k);
         fopt_entry_set_flags(&e[k]);
     }
 

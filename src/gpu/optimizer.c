@@ -17,6 +17,10 @@
  * last block, or a one-block prologue): the count lives on the device, and fopt_step_count() reads
  * it back when asked. Both derive with the same double arithmetic, so the bits agree.
  *
+ * A shard (fopt_*_create_shard) is the same object over a range of the list's concatenated
+ * elements: its table holds, for each tensor, the part the range holds (src/gpu/table.c), and
+ * everything else follows from the table.
+ *
  * Every CUDA failure becomes an fopt_status with the call, file and line kept for
  * fopt_last_error(); nothing ever exits the process; a failing call changes nothing. */
 #include <math.h>
@@ -155,6 +159,7 @@ static void release(fopt_optimizer *opt)
     (void)fopt_dev_free(opt->table_mem);
     (void)fopt_dev_free(opt->state_mem);
     free(opt->entries);
+    free(opt->list_numel);
     free(opt);
 }
 
@@ -168,7 +173,7 @@ static void hparams_image(const fopt_optimizer *opt, fopt_device_hparams *hp)
 }
 
 fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt_any_config *cfg,
-                            const fopt_tensor *tensors, size_t count)
+                            const fopt_tensor *tensors, size_t count, const uint64_t *range)
 {
     if (!out)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "out is NULL");
@@ -176,6 +181,15 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
     if (status != FOPT_SUCCESS)
         return status;
     if ((status = check_tensors(d, cfg, tensors, count)) != FOPT_SUCCESS)
+        return status;
+    uint64_t total = 0;
+    for (size_t k = 0; k < count; k++) {
+        if (tensors[k].numel > UINT64_MAX - total)
+            return fopt_fail(FOPT_ERROR_NOT_SUPPORTED, "tensors hold too many elements in total");
+        total += tensors[k].numel;
+    }
+    const uint64_t begin = range ? range[0] : 0, end = range ? range[1] : total;
+    if (range && (status = fopt_shard_range_check(total, begin, end)) != FOPT_SUCCESS)
         return status;
 
     int devices = 0;
@@ -191,16 +205,18 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
     if ((err = fopt_dev_sm_count(device, &sms)) != cudaSuccess)
         return fopt_cuda_fail(err, "cudaDeviceGetAttribute(multiprocessors)", __FILE__, __LINE__);
     fopt_table_plan plan;
-    if ((status = fopt_table_plan_make(d, cfg, tensors, count, sms, &plan)) != FOPT_SUCCESS)
+    if ((status = fopt_table_plan_shard(d, cfg, tensors, count, begin, end, sms, &plan)) != FOPT_SUCCESS)
         return status;
     if ((status = fopt_check_device_tensors(tensors, count, device)) != FOPT_SUCCESS)
         return status;
 
     fopt_optimizer *opt = calloc(1, sizeof *opt);
     void *host_table = malloc(plan.table_bytes);
-    if (opt)
+    if (opt) {
         opt->entries = malloc(count * sizeof *opt->entries);
-    if (!opt || !host_table || !opt->entries) {
+        opt->list_numel = malloc(count * sizeof *opt->list_numel);
+    }
+    if (!opt || !host_table || !opt->entries || !opt->list_numel) {
         status = fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation of %zu bytes failed",
                            sizeof *opt + 2 * plan.table_bytes);
         goto fail;
@@ -211,9 +227,14 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
     opt->plan = plan;
     opt->tensor_count = count;
     opt->list_hash = list_hash(tensors, count);
-    for (size_t k = 0; k < count; k++)
+    opt->shard_begin = begin;
+    opt->shard_end = end;
+    for (size_t k = 0; k < count; k++) {
+        opt->list_numel[k] = tensors[k].numel;
+        /* every tensor's group, also outside a shard's range: all shards have the same groups */
         if (tensors[k].group + 1 > opt->group_count)
             opt->group_count = tensors[k].group + 1;
+    }
     for (int g = 0; g < FOPT_MAX_GROUPS; g++) {
         opt->lr[g] = fopt_cfg_lr(d, cfg);
         opt->wd[g] = fopt_cfg_wd(d, cfg);
@@ -261,25 +282,40 @@ fail:
     return status;
 }
 
-static fopt_status create_with(fopt_optimizer **out, const fopt_desc *d, const void *cfg,
-                               const fopt_tensor *tensors, size_t count)
+/* The public constructors: a copy of the caller's config of d's kind, then fopt_gpu_create. */
+static fopt_status create(fopt_optimizer **out, const fopt_desc *d, const void *cfg, const fopt_tensor *tensors,
+                          size_t count, const uint64_t *range)
 {
     if (!cfg)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
     fopt_any_config c = fopt_cfg_copy(d, cfg);
-    return fopt_gpu_create(out, d, &c, tensors, count);
+    return fopt_gpu_create(out, d, &c, tensors, count, range);
 }
 
 fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
                              const fopt_tensor *tensors, size_t count)
 {
-    return create_with(out, &fopt_adam_desc, cfg, tensors, count);
+    return create(out, &fopt_adam_desc, cfg, tensors, count, NULL);
 }
 
 fopt_status fopt_rmsprop_create(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
                                 const fopt_tensor *tensors, size_t count)
 {
-    return create_with(out, &fopt_rmsprop_desc, cfg, tensors, count);
+    return create(out, &fopt_rmsprop_desc, cfg, tensors, count, NULL);
+}
+
+fopt_status fopt_adam_create_shard(fopt_optimizer **out, const fopt_adam_config *cfg,
+                                   const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end)
+{
+    const uint64_t range[2] = {begin, end};
+    return create(out, &fopt_adam_desc, cfg, tensors, count, range);
+}
+
+fopt_status fopt_rmsprop_create_shard(fopt_optimizer **out, const fopt_rmsprop_config *cfg,
+                                      const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end)
+{
+    const uint64_t range[2] = {begin, end};
+    return create(out, &fopt_rmsprop_desc, cfg, tensors, count, range);
 }
 
 void fopt_destroy(fopt_optimizer *opt)
@@ -616,11 +652,11 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
     for (size_t k = 0; k < count; k++) {
         const fopt_tensor_entry *e = &opt->entries[k];
         const fopt_tensor *t = &tensors[k];
-        if ((int64_t)t->numel != e->numel || fopt_storage_of(t->dtype) != (fopt_storage)e->storage[FOPT_TS_PARAM] ||
+        if (t->numel != opt->list_numel[k] || fopt_storage_of(t->dtype) != (fopt_storage)e->storage[FOPT_TS_PARAM] ||
             t->group != e->group)
             return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                             "tensor %zu: rebind needs the same numel, dtype and group (%lld, %d, %u)", k,
-                             (long long)e->numel, (int)t->dtype, e->group);
+                             "tensor %zu: rebind needs the same numel, dtype and group (%zu, %d, %u)", k,
+                             opt->list_numel[k], (int)t->dtype, e->group);
         if (t->numel > 0 && (!t->param || !t->grad))
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
                              t->param ? "grad" : "param", t->numel);
@@ -638,11 +674,8 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
         goto fail;
     }
     memcpy(next, opt->entries, count * sizeof *next);
-    for (size_t k = 0; k < count; k++) {
-        next[k].slot[FOPT_TS_PARAM] = tensors[k].param;
-        next[k].slot[FOPT_TS_GRAD] = (void *)tensors[k].grad;
-        fopt_entry_set_flags(&next[k]);
-    }
+    for (size_t k = 0; k < count; k++)
+        fopt_entry_bind(&next[k], &tensors[k]); /* a shard's entries: their part of the tensor */
     /* In stream order: steps enqueued before read the old entries, later ones the new. The host
      * buffer is staged before the call returns (pageable memory), so it can go at once. */
     FOPT_CUDA_TRY(fopt_dev_memcpy_async(opt->table_mem, next, count * sizeof *next, stream));

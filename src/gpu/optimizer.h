@@ -20,13 +20,16 @@ struct fopt_optimizer {
     int step_on_device;           /* the count lives on the device (see optimizer.c) */
     int64_t step;                 /* the count, when the host knows it */
     size_t tensor_count;
+    size_t *list_numel;           /* each tensor's numel (the whole tensor's, also for a shard) */
     uint64_t list_hash;           /* identifies the tensor list in checkpoints */
+    uint64_t shard_begin;         /* the elements of the list's concatenation this optimizer */
+    uint64_t shard_end;           /* holds: [0, total) unless created as a shard */
     uint32_t group_count;         /* largest group used + 1 */
     double lr[FOPT_MAX_GROUPS];   /* host values (capturable: also on the device) */
     double wd[FOPT_MAX_GROUPS];
     fopt_table_plan plan;
     fopt_kernel step_kernel[FOPT_CLASSES];
-    fopt_tensor_entry *entries;   /* host copy of the device entries */
+    fopt_tensor_entry *entries;   /* host copy of the device entries: entry k is tensor k's part */
     void *state_mem;              /* device: state buffers then masters */
     void *table_mem;              /* device: entries, step chunks, stat chunks */
     void *work_mem;               /* device: see the offsets below */

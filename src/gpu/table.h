@@ -18,8 +18,12 @@ enum { FOPT_CLASS_F32 = 0, FOPT_CLASS_F16 = 1, FOPT_CLASS_BF16 = 2, FOPT_CLASSES
  * buffer starts 16-byte aligned. */
 #define FOPT_SLICE_ALIGN 8
 
-/* Sizes and layout of everything an optimizer over a tensor list needs. */
+/* Sizes and layout of everything an optimizer over a tensor list, or over the range [begin, end)
+ * of its concatenated elements (a shard), needs. There is one entry per tensor of the list either
+ * way: the entry of a tensor is the part of it the range holds (elem_offset, numel; empty where the
+ * range misses it), so entry k is always tensor k. */
 typedef struct fopt_table_plan {
+    uint64_t begin, end;                   /* the range; [0, total) for the whole list */
     size_t entries;
     unsigned chunk_shift;                  /* step chunk = 2^chunk_shift elements */
     size_t step_chunks;                    /* all classes */
@@ -40,6 +44,11 @@ typedef struct fopt_table_plan {
 fopt_status fopt_table_plan_make(const fopt_desc *d, const fopt_any_config *cfg,
                                  const fopt_tensor *tensors, size_t count, int sm_count,
                                  fopt_table_plan *plan);
+/* The same over the elements [begin, end) of the list's concatenation (a range that
+ * fopt_shard_range_check accepted). */
+fopt_status fopt_table_plan_shard(const fopt_desc *d, const fopt_any_config *cfg,
+                                  const fopt_tensor *tensors, size_t count, uint64_t begin,
+                                  uint64_t end, int sm_count, fopt_table_plan *plan);
 
 /* Fills the host image of the table (plan->table_bytes at `table`; it holds no pointer into
  * itself, so it is copied to the device as it is) with slots pointing into the state allocation
@@ -54,6 +63,10 @@ fopt_chunk *fopt_table_stat_chunks(const fopt_table_plan *plan, void *table);
 
 /* The launch class of a parameter dtype. */
 int fopt_class_of(fopt_dtype dtype);
+
+/* Points an entry's param and grad slots at its part of tensor t (elem_offset, numel) and
+ * recomputes its alignment flags: at creation and at fopt_rebind. */
+void fopt_entry_bind(fopt_tensor_entry *e, const fopt_tensor *t);
 
 /* Recomputes an entry's alignment flags from its slots. */
 void fopt_entry_set_flags(fopt_tensor_entry *e);

@@ -96,7 +96,8 @@ fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
         const fopt_host_tensor *t = &tensors[k];
         const fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
         const bool stochastic = pr->stochastic_rounding && t->dtype == FOPT_BFLOAT16;
-        const uint64_t key = fopt_sr_key(pr->seed, step, k);
+        const uint64_t key = fopt_sr_key(pr->seed, step, fopt_host_tensor_index(t, k));
+        const uint64_t first = fopt_host_elem_offset(t); /* SR element index of element 0 */
         for (size_t i = 0; i < t->numel; i++) {
             float p;
             if (mm == FOPT_MASTER_F32)
@@ -125,7 +126,7 @@ fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
             } else if (mm == FOPT_MASTER_REMAINDER) {
                 fopt_remainder_encode(p, &((uint16_t *)t->param)[i], &((uint16_t *)t->master)[i]);
             } else if (stochastic) {
-                ((uint16_t *)t->param)[i] = fopt_f32_to_bf16_sr(p, fopt_sr_random16(key, i));
+                ((uint16_t *)t->param)[i] = fopt_f32_to_bf16_sr(p, fopt_sr_random16(key, first + i));
             } else {
                 store_value(t->param, t->dtype, i, p);
             }
