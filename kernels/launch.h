@@ -39,8 +39,11 @@ typedef struct fopt_device_hparams {
 } fopt_device_hparams;
 
 /* Derivation of a step's scalars on the device (fopt_prologue_kernel, or the last block of the
- * statistics kernel): unless the statistics say skip, step = previous + 1 is stored in hp->step
- * and every group's scalars go to *out. */
+ * statistics kernel): unless the statistics say skip, step = previous + 1 and every group's
+ * scalars go to *out. The count in hp->step advances only when the update is launched: the last
+ * step launch stores it (fopt_step_args.step_out), or the prologue itself when no step launch
+ * follows (`commit`). A count the host knew (host_step >= 0) is stored in hp->step first, so a
+ * skipped step leaves it there. */
 typedef struct fopt_prologue_args {
     int32_t enabled;
     int32_t kind;                 /* fopt_kind */
@@ -52,6 +55,8 @@ typedef struct fopt_prologue_args {
                                      -1: hp->step holds it */
     int32_t lr_on_device;         /* capturable: lr and wd from hp, else from the arrays below */
     uint32_t group_count;
+    int32_t commit;               /* no step launch follows: store the new count in hp->step */
+    int32_t pad_;
     double lr[FOPT_MAX_GROUPS];
     double wd[FOPT_MAX_GROUPS];
 } fopt_prologue_args;
@@ -62,6 +67,9 @@ typedef struct fopt_step_args {
     const fopt_scalars *device_scalars; /* when set, read instead of `scalars` */
     const fopt_step_stats *stats;       /* when set: skip, and clip_coef if `clip` */
     const float *grad_scale;            /* when set: every grad is divided by *grad_scale first */
+    int64_t *step_out;                  /* when set (the last launch of a step with device-side
+                                           scalars): block 0 stores the step's number there, unless
+                                           skipped, so the count advances with a launched update */
     int32_t clip;                       /* multiply every grad by stats->clip_coef */
     int32_t zero_grads;                 /* write 0 to every grad after reading it */
     fopt_scalars scalars;               /* eager steps: derived on the host */
