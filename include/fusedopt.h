@@ -351,7 +351,10 @@ FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
  *  pointers are device pointers, read and written in stream order, so no step synchronises with
  *  the host. With clipping, grad_norm or found_inf, a statistics kernel reads every grad first (two
  *  launches; one otherwise). A step that finds an inf/NaN updates nothing and does not count: the
- *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back. */
+ *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back.
+ *  Tensors of several dtypes take one launch per dtype: if a later launch fails to enqueue, the
+ *  earlier ones were enqueued (their tensors are stepped) while the step counter does not
+ *  advance; the call returns the failure. */
 FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts,
                                   cudaStream_t stream);
 

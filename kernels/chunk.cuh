@@ -260,11 +260,11 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     typedef fopt_step_walker<P, S, MASTER, Update> Walker;
     if (a.stats && a.stats->skip)
         return;
-    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
-    if (a.commit_hp && block == 0 && thread == 0)
-        a.commit_hp->step = sc->step; /* every block reads sc, none reads the count */
     const fopt_chunk c = a.table.chunks[block];
     const fopt_tensor_entry &e = a.table.entries[c.entry];
+    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
+    if (a.step_out && block == 0 && thread == 0)
+        *a.step_out = sc->step; /* the step's count advances with the launched update */
     const Update update(sc->group[e.group]);
     const int64_t begin = (int64_t)c.chunk << a.table.chunk_shift;
     const int64_t left = e.numel - begin, size = (int64_t)1 << a.table.chunk_shift;

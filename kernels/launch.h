@@ -39,9 +39,11 @@ typedef struct fopt_device_hparams {
 } fopt_device_hparams;
 
 /* Derivation of a step's scalars on the device (fopt_prologue_kernel, or the last block of the
- * statistics kernel): unless the statistics say skip, every group's scalars of step = previous + 1
- * go to *out (out->step holds it). The count in hp->step changes only when the step kernel runs
- * (fopt_step_args.commit_hp), so a step whose launch fails does not count. */
+ * statistics kernel): unless the statistics say skip, step = previous + 1 and every group's
+ * scalars go to *out. The count in hp->step advances only when the update is launched: the last
+ * step launch stores it (fopt_step_args.step_out), or the prologue itself when no step launch
+ * follows (`commit`). A count the host knew (host_step >= 0) is stored in hp->step first, so a
+ * skipped step leaves it there. */
 typedef struct fopt_prologue_args {
     int32_t enabled;
     int32_t kind;                 /* fopt_kind */
@@ -52,9 +54,9 @@ typedef struct fopt_prologue_args {
     int64_t host_step;            /* >= 0: the step count before this step, known on the host;
                                      -1: hp->step holds it */
     int32_t lr_on_device;         /* capturable: lr and wd from hp, else from the arrays below */
-    int32_t commit;               /* store the new count in hp->step here (no step kernel runs:
-                                     every tensor is empty) */
     uint32_t group_count;
+    int32_t commit;               /* no step launch follows: store the new count in hp->step */
+    int32_t pad_;
     double lr[FOPT_MAX_GROUPS];
     double wd[FOPT_MAX_GROUPS];
 } fopt_prologue_args;
@@ -65,10 +67,11 @@ typedef struct fopt_step_args {
     const fopt_scalars *device_scalars; /* when set, read instead of `scalars` */
     const fopt_step_stats *stats;       /* when set: skip, and clip_coef if `clip` */
     const float *grad_scale;            /* when set: every grad is divided by *grad_scale first */
+    int64_t *step_out;                  /* when set (the last launch of a step with device-side
+                                           scalars): block 0 stores the step's number there, unless
+                                           skipped, so the count advances with a launched update */
     int32_t clip;                       /* multiply every grad by stats->clip_coef */
     int32_t zero_grads;                 /* write 0 to every grad after reading it */
-    fopt_device_hparams *commit_hp;     /* when set (the step's last launch): block 0 stores
-                                           device_scalars->step as the count, unless skipped */
     fopt_scalars scalars;               /* eager steps: derived on the host */
 } fopt_step_args;
 

@@ -89,13 +89,14 @@ FOPT_HD uint32_t take_ticket(uint32_t *done)
  * derives group g). */
 FOPT_HD void prologue_head(const fopt_prologue_args &a, int64_t &step_out)
 {
+    if (a.host_step >= 0) /* the count moves to the device: a skipped step must leave it there */
+        a.hp->step = a.host_step;
     if (a.stats && a.stats->skip) {
         step_out = -1;
         return;
     }
-    /* the step kernel commits the new count (fopt_step_args.commit_hp) once it runs */
     int64_t step = (a.host_step >= 0 ? a.host_step : a.hp->step) + 1;
-    if (a.commit)
+    if (a.commit) /* else the step launch stores it: a launch that fails does not count */
         a.hp->step = step;
     fopt_scalars_head_make((fopt_kind)a.kind, &a.cfg, step, a.out);
     step_out = step;

@@ -172,11 +172,21 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
     hp.step = h.step;
     memcpy(hp.lr, h.lr, sizeof hp.lr);
     memcpy(hp.wd, h.wd, sizeof hp.wd);
-    /* Enqueued steps must not run after (or during) the copy. */
+    /* Enqueued steps must not run after (or during) the copy. The counters go first, and back
+     * if the state's copy fails, so that a failed load leaves the device as it was. */
+    fopt_device_hparams old;
     FOPT_CUDA_TRY(fopt_dev_synchronize());
-    if (h.state_bytes > 0)
-        FOPT_CUDA_TRY(fopt_dev_memcpy(opt->state_mem, payload, h.state_bytes));
+    FOPT_CUDA_TRY(fopt_dev_memcpy(&old, fopt_work_hparams(opt), sizeof old));
     FOPT_CUDA_TRY(fopt_dev_memcpy(fopt_work_hparams(opt), &hp, sizeof hp));
+    if (h.state_bytes > 0) {
+        cudaError_t err = fopt_dev_memcpy(opt->state_mem, payload, h.state_bytes);
+        if (err != cudaSuccess) {
+            status = fopt_cuda_fail(err, "fopt_dev_memcpy(opt->state_mem, payload, h.state_bytes)", __FILE__,
+                                    __LINE__);
+            (void)fopt_dev_memcpy(fopt_work_hparams(opt), &old, sizeof old);
+            goto fail;
+        }
+    }
     fopt_device_leave(&scope);
     opt->step = h.step;
     opt->step_on_device = opt->capturable;

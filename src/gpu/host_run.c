@@ -120,7 +120,7 @@ static fopt_status host_run(const fopt_desc *d, const fopt_any_config *cfg, int6
         fopt_scalars_head_make(d->kind, cfg, step, &a->scalars);
         a->scalars.group[0] = fopt_cpu_scalars(d, cfg, step);
     }
-    a->commit_hp = device_scalars ? &hp : NULL; /* every launch commits the same count */
+    a->step_out = device_scalars ? &hp.step : NULL; /* every launch stores the same count */
     static const fopt_dtype dtypes[FOPT_CLASSES] = {FOPT_FLOAT32, FOPT_FLOAT16, FOPT_BFLOAT16};
     for (int cl = 0; cl < FOPT_CLASSES; cl++) {
         size_t c = 0;

@@ -382,8 +382,8 @@ static void prologue_fill(const fopt_optimizer *opt, fopt_prologue_args *p, cons
     p->stats = stats;
     p->host_step = opt->step_on_device ? -1 : opt->step;
     p->lr_on_device = opt->capturable;
-    p->commit = opt->plan.step_chunks == 0;
     p->group_count = opt->group_count;
+    p->commit = opt->plan.step_chunks == 0; /* no step launch will store the count */
     memcpy(p->lr, opt->lr, sizeof p->lr);
     memcpy(p->wd, opt->wd, sizeof p->wd);
 }
@@ -460,15 +460,16 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
         for (uint32_t g = 0; g < opt->group_count; g++)
             a->scalars.group[g] = fopt_group_scalars_make(opt->d->kind, &opt->cfg, opt->lr[g], opt->wd[g], step);
     }
-    int last = -1;
+    int last_class = -1;
     for (int c = 0; c < FOPT_CLASSES; c++)
         if (opt->plan.class_count[c] > 0)
-            last = c;
+            last_class = c;
     for (int c = 0; c < FOPT_CLASSES; c++) {
         if (opt->plan.class_count[c] == 0)
             continue;
         a->table = fopt_step_table(opt, c);
-        a->commit_hp = device_step && c == last ? fopt_work_hparams(opt) : NULL;
+        /* the device count advances with the last launch: if a launch fails, it has not moved */
+        a->step_out = device_step && c == last_class ? &fopt_work_hparams(opt)->step : NULL;
         cudaError_t err = fopt_dev_launch(&opt->step_kernel[c], a, stream);
         if (err != cudaSuccess) {
             free(a);
@@ -508,8 +509,11 @@ fail:
 
 /* ---- hyper-parameters ----------------------------------------------------------------------- */
 
-/* Capturable optimizers keep lr and weight decay on the device: write the host values there. */
-static fopt_status push_hparams(fopt_optimizer *opt)
+/* Capturable optimizers keep lr and weight decay on the device: writes groups [first, last) of
+ * one of the arrays there from the host's, in one copy, so that a failed copy leaves the device
+ * as it was. The other groups keep the device's values (a captured schedule may write them). */
+static fopt_status push_hparams(fopt_optimizer *opt, double *dev, const double *host, uint32_t first,
+                                uint32_t last)
 {
     if (!opt->capturable)
         return FOPT_SUCCESS;
@@ -517,10 +521,8 @@ static fopt_status push_hparams(fopt_optimizer *opt)
     fopt_status status = fopt_device_enter(opt, &scope);
     if (status != FOPT_SUCCESS)
         return status;
-    fopt_device_hparams *hp = fopt_work_hparams(opt);
     FOPT_CUDA_TRY(fopt_dev_synchronize());
-    FOPT_CUDA_TRY(fopt_dev_memcpy(hp->lr, opt->lr, sizeof opt->lr));
-    FOPT_CUDA_TRY(fopt_dev_memcpy(hp->wd, opt->wd, sizeof opt->wd));
+    FOPT_CUDA_TRY(fopt_dev_memcpy(dev + first, host + first, (last - first) * sizeof *host));
     fopt_device_leave(&scope);
     return FOPT_SUCCESS;
 fail:
@@ -528,7 +530,8 @@ fail:
     return status;
 }
 
-/* Sets groups [first, last) to (lr, wd), keeping the old values when the push fails. */
+/* Sets groups [first, last) to lr or to wd (one of them), keeping the old values when the push
+ * fails. */
 static fopt_status set_groups(fopt_optimizer *opt, uint32_t first, uint32_t last, const double *lr,
                               const double *wd)
 {
@@ -541,7 +544,9 @@ static fopt_status set_groups(fopt_optimizer *opt, uint32_t first, uint32_t last
         if (wd)
             opt->wd[g] = *wd;
     }
-    fopt_status st = push_hparams(opt);
+    fopt_device_hparams *hp = fopt_work_hparams(opt);
+    fopt_status st = lr ? push_hparams(opt, hp->lr, opt->lr, first, last)
+                        : push_hparams(opt, hp->wd, opt->wd, first, last);
     if (st != FOPT_SUCCESS) {
         memcpy(opt->lr, old_lr, sizeof old_lr);
         memcpy(opt->wd, old_wd, sizeof old_wd);
