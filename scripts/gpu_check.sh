@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for a borrowed GPU machine (H100 / H200): build for sm_90 with the ptxas report,
-# the full test suite, compute-sanitizer memcheck and racecheck on the GPU suites, the benchmark,
-# the PyTorch comparison and the plot; a short summary printed last.
+# the full test suite, compute-sanitizer memcheck and racecheck on the GPU suites, the benchmark
+# (every storage mode, step_ex, graphs), the PyTorch package's CUDA tests and comparison, the
+# digits MLP on the GPU, the ZeRO-1 NCCL example, and the plot; a short summary printed last.
 #
 #   OUT=/some/dir scripts/gpu_check.sh        default OUT=build/gpu-check
 #
@@ -15,12 +16,13 @@
 #   build.log               configure and build output with the ptxas -v report
 #   tests.log               the full Criterion suite
 #   sanitizer.log           compute-sanitizer memcheck, then racecheck, on the gpu* suites
-#   bench_<date>_<gpu>.txt  the tables of fopt_bench and torch_compare.py
+#   bench_<date>_<gpu>.txt  the tables of fopt_bench and torch_compare.py, the pytest summary, the
+#                           digits GPU run and the NCCL example
 #   bench_<date>_<gpu>.csv  fopt_bench results      torch_<date>_<gpu>.csv  PyTorch comparison
 #   bench_<date>_<gpu>.png  the plot of both CSVs
 # Copy the CSVs and the PNG into bench/results/ to commit them.
 #
-# Time: FOPT_GPU_CHECK_BUDGET seconds in all (default 450, under 8 minutes); each step gets a
+# Time: FOPT_GPU_CHECK_BUDGET seconds in all (default 500, under 9 minutes); each step gets a
 # limit out of what is left, keeping a reserve for the steps after it. A failed or timed-out step
 # does not stop the later ones; the summary says what failed.
 set -uo pipefail
@@ -53,7 +55,7 @@ build=${FOPT_GPU_CHECK_BUILD:-build-gpu}  # build directory
 OUT=${OUT:-build/gpu-check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-budget=${FOPT_GPU_CHECK_BUDGET:-450}
+budget=${FOPT_GPU_CHECK_BUDGET:-500}
 start=$(date +%s)
 deadline=$((start + budget))
 jobs=$(nproc 2>/dev/null || echo 8)
@@ -137,7 +139,7 @@ build() {
     -DCMAKE_CUDA_ARCHITECTURES=90 -DFOPT_PTXAS_VERBOSE=ON "${crit_args[@]}" &&
   timeout -k 10 "$LIMIT" cmake --build "$build" -j "$jobs"
 }
-plan 240 200
+plan 240 330
 run_step build "$OUT/build.log" build
 
 # ptxas report: one row per kernel: registers, stack frame, spill stores/loads
@@ -173,16 +175,19 @@ if [ "$have_tests" = 0 ]; then
 elif [ ! -x "$tests" ]; then
   skip_step tests "not built"; skip_step memcheck "not built"; skip_step racecheck "not built"
 else
-  plan 90 170
-  run_step tests "$OUT/tests.log" "$tests" --jobs "$jobs"
+  # the device suites first (what only this machine can run), then everything else
+  plan 70 330
+  run_step tests_gpu "$OUT/tests.log" "$tests" --jobs "$jobs" --filter '@(gpu|shard_gpu|faults|fuzz)*/*'
+  plan 60 280
+  run_step tests "$OUT/tests.log" "$tests" --jobs "$jobs" --filter '!(@(gpu|shard_gpu|faults|fuzz)*/*)'
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
                /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
   if [ -n "$sanitizer" ]; then
-    plan 75 130
+    plan 45 240
     # FOPT_TEST_LIGHT: the random tensor lists shrink to 300 tensors under the sanitizers
     run_step memcheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool memcheck --target-processes all \
       --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
-    plan 60 115
+    plan 40 210
     run_step racecheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool racecheck --target-processes all \
       --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
   else
@@ -192,18 +197,36 @@ fi
 
 # ---- benchmark, PyTorch comparison, plot ----
 if [ -x "$build"/bench/fopt_bench ]; then
-  plan 200 50
-  run_step fopt_bench "$bench_txt" ./"$build"/bench/fopt_bench --csv "$bench_csv" \
-    --time-budget $((LIMIT > 60 ? LIMIT - 40 : 20))
+  plan 110 100
+  run_step fopt_bench "$bench_txt" ./"$build"/bench/fopt_bench --quick --csv "$bench_csv" \
+    --time-budget $((LIMIT > 60 ? LIMIT - 30 : 20))
 else
   skip_step fopt_bench "not built"
 fi
 if [ -f "$build"/libfusedopt.so ]; then
-  plan 100 15
-  run_step torch_compare "$bench_txt" python3 bench/torch_compare.py \
-    "$build"/libfusedopt.so --csv "$torch_csv" --time-budget $((LIMIT > 50 ? LIMIT - 35 : 10))
+  plan 50 70
+  run_step torch_compare "$bench_txt" env FUSEDOPT_LIB="$root/$build/libfusedopt.so" python3 bench/torch_compare.py \
+    "$build"/libfusedopt.so --csv "$torch_csv" --cpu-scale 0.1 --time-budget $((LIMIT > 50 ? LIMIT - 30 : 10))
+  # the package's CUDA tests (python/tests/test_cuda.py; the rest runs on the CPU)
+  plan 40 40
+  run_step pytest_cuda "$bench_txt" env FUSEDOPT_LIB="$root/$build/libfusedopt.so" PYTHONPATH="$root/python" \
+    timeout -k 5 "$LIMIT" python3 -m pytest python/tests/test_cuda.py -q -rsx -p no:cacheprovider
 else
   skip_step torch_compare "libfusedopt.so not built"
+  skip_step pytest_cuda "libfusedopt.so not built"
+fi
+# the digits MLP trained on the GPU (cuBLAS + fusedopt) beside the CPU run, and ZeRO-1 over NCCL
+if [ -x "$build"/examples/digits_mlp_gpu ]; then
+  plan 25 25
+  run_step digits_gpu "$bench_txt" bash scripts/train_digits.sh "$build"
+else
+  skip_step digits_gpu "not built"
+fi
+if [ -x "$build"/examples/zero1_nccl ]; then
+  plan 15 15
+  run_step zero1_nccl "$bench_txt" ./"$build"/examples/zero1_nccl
+else
+  skip_step zero1_nccl "not built (no NCCL found at configure)"
 fi
 plot_in=()
 for f in "$bench_csv" "$torch_csv"; do [ -s "$f" ] && plot_in+=("$f"); done
@@ -214,9 +237,9 @@ done
 if [ -z "$py" ]; then
   skip_step plot "no python3 with matplotlib"
 elif [ ${#plot_in[@]} -gt 0 ]; then
-  plan 40 0
+  plan 15 0
   run_step plot "$bench_txt" "$py" bench/plot.py "${plot_in[@]}" -o "$png" \
-    --title "fusedopt fp32 step throughput - $gpu"
+    --title "fusedopt step throughput per storage mode - $gpu"
 else
   skip_step plot "no CSV"
 fi
@@ -235,11 +258,13 @@ fi
     echo "  fopt_bench (fused rows of Adam, and the header):"
     grep -h -E "^(GPU|copy bandwidth):" "$bench_txt" | head -2 | sed 's/^/    /'
     grep -h -E "^optimizer " "$bench_txt" | head -1 | cut -c1-150 | sed 's/^/    /'
-    grep -h -E "^adam +plain +(fused|unfused_cublas) " "$bench_txt" | cut -c1-150 | sed 's/^/    /'
+    grep -h -E "^adam +plain +(fused|unfused_cublas) +fp32 " "$bench_txt" | cut -c1-170 | sed 's/^/    /'
+    grep -h -E "^adam +plain +(fused_ex|fused_graph) " "$bench_txt" | cut -c1-170 | sed 's/^/    /'
     sed -n '/^== summary/,/^CSV/p' "$bench_txt" | sed 's/^/    /'
     echo "  torch_compare:"
     grep -h -E "^adam +plain +(fused_ctypes|torch_)" "$bench_txt" | cut -c1-140 | sed 's/^/    /' | tail -20
     sed -n '/^== torch_compare summary/,$p' "$bench_txt" | head -12 | sed 's/^/    /'
+    grep -h -E "passed|failed|^digits:|^zero1:" "$bench_txt" | tail -8 | sed 's/^/    /'
   fi
   echo "  files in $OUT:"
   ls -1 "$OUT" | sed 's/^/    /'
