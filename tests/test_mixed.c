@@ -80,8 +80,8 @@ static size_t layout(const size_t *sizes, size_t nsizes, fopt_dtype dtype, mx_sp
 }
 
 /* Step s's options (every path gets the same): none; grad_scale 3 with grad_norm; clipping that
- * bites with found_inf and zero_grads; grad_scale 0.75 with clipping that does not bite,
- * grad_norm and found_inf. */
+ * bites with grad_norm, found_inf and zero_grads (and grad_scale 5 every other time); grad_scale
+ * 0.75 with clipping that does not bite, grad_norm and found_inf. */
 static const char *step_options(int64_t s, const mx_set *ref, fopt_step_options *o, float *scale, float *norm,
                                 int32_t *found)
 {
@@ -94,12 +94,16 @@ static const char *step_options(int64_t s, const mx_set *ref, fopt_step_options 
         o->grad_norm = norm;
         return "grad_scale 3, grad_norm";
     case 3: {
+        *scale = 5.0f;
+        o->grad_scale = s % 8 == 7 ? scale : NULL;
         double sum;
-        cr_assert_eq(mx_sq_sum(MX_REF, ref->t, ref->count, NULL, &sum), FOPT_SUCCESS);
+        cr_assert_eq(mx_sq_sum(MX_REF, ref->t, ref->count, o->grad_scale, &sum), FOPT_SUCCESS);
         o->max_grad_norm = 0.5 * sqrt(sum);
+        o->grad_norm = norm;
         o->found_inf = found;
         o->zero_grads = true;
-        return "clipping to half the norm, found_inf, zero_grads";
+        return o->grad_scale ? "grad_scale 5, clipping to half the norm, grad_norm, found_inf, zero_grads"
+                             : "clipping to half the norm, grad_norm, found_inf, zero_grads";
     }
     default:
         *scale = 0.75f;
