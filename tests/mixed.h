@@ -2,8 +2,9 @@
  * any storage type in separately allocated, guarded host buffers at chosen offsets from a 64-byte
  * boundary; one identical copy of such a list per path (reference, fast CPU path, host-run
  * kernels in both modes); bit comparisons under the NaN rule; byte snapshots for "nothing was
- * written"; and conversion oracles written independently of kernels/dtype.h (by searching the
- * ordered table of 16-bit values in double arithmetic).
+ * written"; and conversion oracles written independently of kernels/dtype.h (a value's two 16-bit
+ * neighbours found from its exponent and significand, the nearer chosen in exact double
+ * arithmetic); and an independent model of the storage rules.
  *
  * The NaN rule (docs/SEMANTICS.md, src/cpu/cpu_convert.c): every path must produce NaN at the same
  * positions of every float-typed buffer (params, fp32 masters, states, grads); the NaN payload and

@@ -98,12 +98,12 @@ static const char *step_options(int64_t s, const mx_set *ref, fopt_step_options 
         o->grad_scale = s % 8 == 7 ? scale : NULL;
         double sum;
         cr_assert_eq(mx_sq_sum(MX_REF, ref->t, ref->count, o->grad_scale, &sum), FOPT_SUCCESS);
-        o->max_grad_norm = 0.5 * sqrt(sum);
+        o->max_grad_norm = 0.3 * sqrt(sum); /* a coefficient that is no power of two */
         o->grad_norm = norm;
         o->found_inf = found;
         o->zero_grads = true;
-        return o->grad_scale ? "grad_scale 5, clipping to half the norm, grad_norm, found_inf, zero_grads"
-                             : "clipping to half the norm, grad_norm, found_inf, zero_grads";
+        return o->grad_scale ? "grad_scale 5, clipping to 0.3 of the norm, grad_norm, found_inf, zero_grads"
+                             : "clipping to 0.3 of the norm, grad_norm, found_inf, zero_grads";
     }
     default:
         *scale = 0.75f;
