@@ -176,8 +176,7 @@ static void run_matrix(const char *name)
 }
 
 #define MATRIX_TEST(v)                                                                                      \
-    Test(mixed, v##_is_bit_identical_on_reference_fast_path_and_kernels_in_every_storage_combination,    \
-         .timeout = 900)                                                                                    \
+    Test(mixed, v##_is_bit_identical_on_reference_fast_path_and_kernels_in_every_storage_combination)      \
     {                                                                                                       \
         run_matrix(#v);                                                                                     \
     }
@@ -255,15 +254,14 @@ static void run_random_list(size_t vi)
     free(spec);
 }
 
-Test(mixed, adam_variants_are_bit_identical_over_hundreds_of_tensors_of_random_sizes_and_dtypes, .timeout = 900)
+Test(mixed, adam_variants_are_bit_identical_over_hundreds_of_tensors_of_random_sizes_and_dtypes)
 {
     for (size_t vi = 0; vi < fopt_variant_count; vi++)
         if (fopt_variants[vi].adam)
             run_random_list(vi);
 }
 
-Test(mixed, rmsprop_variants_are_bit_identical_over_hundreds_of_tensors_of_random_sizes_and_dtypes,
-     .timeout = 900)
+Test(mixed, rmsprop_variants_are_bit_identical_over_hundreds_of_tensors_of_random_sizes_and_dtypes)
 {
     for (size_t vi = 0; vi < fopt_variant_count; vi++)
         if (!fopt_variants[vi].adam)
@@ -272,7 +270,7 @@ Test(mixed, rmsprop_variants_are_bit_identical_over_hundreds_of_tensors_of_rando
 
 /* ---- each ISA and thread count from the first step ------------------------------------------ */
 
-Test(mixed, fast_path_matches_reference_on_every_isa_and_thread_count_run_from_the_start, .timeout = 900)
+Test(mixed, fast_path_matches_reference_on_every_isa_and_thread_count_run_from_the_start)
 {
     static const char *const names[] = {"adamw_amsgrad", "rmsprop_centered_momentum"};
     mx_spec spec[2 * NSMALL];

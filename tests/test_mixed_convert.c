@@ -143,7 +143,7 @@ static void check_down(const float *x, size_t n, void *ctx)
     }
 }
 
-Test(mixed_convert, f32_to_bf16_and_fp16_round_to_nearest_even_on_a_sweep_and_at_every_boundary, .timeout = 600)
+Test(mixed_convert, f32_to_bf16_and_fp16_round_to_nearest_even_on_a_sweep_and_at_every_boundary)
 {
     size_t ties = 0;
     for_each_pattern(check_down, &ties, ORACLE_STRIDE);
@@ -242,7 +242,7 @@ static void check_remainder(const float *x, size_t n, void *vctx)
     }
 }
 
-Test(mixed_convert, master_remainder_round_trips_every_float_and_rounds_nearest_with_ties_away, .timeout = 600)
+Test(mixed_convert, master_remainder_round_trips_every_float_and_rounds_nearest_with_ties_away)
 {
     rem_ctx c = {false, 0};
     for_each_pattern(check_remainder, &c, SWEEP_STRIDE);
@@ -323,7 +323,7 @@ static void check_fast_converters(const float *x, size_t n, void *vctx)
     }
 }
 
-Test(mixed_convert, fast_path_converters_of_every_isa_agree_with_the_software_conversion, .timeout = 600)
+Test(mixed_convert, fast_path_converters_of_every_isa_agree_with_the_software_conversion)
 {
     conv_ctx c;
     memset(&c, 0, sizeof c);
@@ -404,7 +404,7 @@ static void check_via_cpu_multi(const float *x, size_t n, void *vctx)
     }
 }
 
-Test(mixed_convert, fp16_conversions_through_cpu_multi_agree_with_software_on_every_isa, .timeout = 600)
+Test(mixed_convert, fp16_conversions_through_cpu_multi_agree_with_software_on_every_isa)
 {
     fopt_precision pr = {.master_weights = true};
     multi_ctx m;

@@ -207,7 +207,7 @@ Test(mixed_sr, the_random_bits_depend_on_step_tensor_and_element_index_and_nothi
  * each step; nearest-even never moves a bf16 param; stochastic rounding moves it down one ulp
  * with probability q = d / ulp each step, independently, so the final params have mean 1 - 200 d
  * and variance ulp^2 * 200 q (1 - q). */
-Test(mixed_sr, stochastic_rounding_is_unbiased_where_nearest_even_erases_every_update, .timeout = 600)
+Test(mixed_sr, stochastic_rounding_is_unbiased_where_nearest_even_erases_every_update)
 {
     const int steps = 200;
     const size_t sizes[2] = {2048, 2048};
