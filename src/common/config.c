@@ -201,6 +201,11 @@ fopt_group_scalars fopt_cpu_scalars(const fopt_desc *d, const fopt_any_config *c
 static fopt_status flat_tensor(const fopt_precision *pr, size_t n, float *param, const float *grad,
                                float *s0, float *s1, float *s2, fopt_host_tensor *out)
 {
+    /* fp16 states are FOPT_ERROR_NOT_SUPPORTED on every entry point (fopt_precision), unknown
+     * dtypes and inconsistent flags FOPT_ERROR_INVALID_VALUE, as on the _multi ones */
+    fopt_status st = fopt_precision_config_check(pr);
+    if (st != FOPT_SUCCESS)
+        return st;
     if (pr->state_dtype != FOPT_FLOAT32)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "the flat fp32 entry points keep fp32 states; use the _multi entry points for "
