@@ -166,6 +166,7 @@ run_tests() {
   local log=$1; shift
   timeout 1800 "$build/tests/fusedopt_tests" -j"$jobs" "$@" >"$log" 2>&1
   local rc=$?
+  [ "$rc" -ne 124 ] || echo "mutants.sh: the suite timed out (30 minutes)" >>"$log"
   [ "$rc" -eq 0 ] || return 1
   grep -a -q -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|crashed during its setup or teardown' "$log" && return 1
   grep -a -q -E 'Synthesis: Tested: [0-9]+ \| Passing: [0-9]+ \| Failing: 0 \| Crashing: 0' "$log" || return 1
@@ -191,8 +192,9 @@ echo "mutants.sh: baseline: $baseline_tests tests pass ($((SECONDS - t0)) s)"
 # ---- the mutants
 killed=0 survived=0 equiv_ok=0 wrong=0 total=0
 survivors=() problems=() report=()
-restore() { # restore PATH: the pristine file back (touched, so the next build recompiles it)
-  cp "$src_root/$1" "$tree/$1" && touch "$tree/$1"
+restore() { # restore PATH: the file as it was before the mutant (touched: the next build recompiles it)
+  [ -f "$scratch/original" ] && cp "$scratch/original" "$tree/$1" && touch "$tree/$1"
+  rm -f "$scratch/original"
 }
 while IFS=$'\t' read -r tag id lineno path desc equiv minkills filter; do
   [ "$tag" = M ] || continue
@@ -202,6 +204,7 @@ while IFS=$'\t' read -r tag id lineno path desc equiv minkills filter; do
   file=${path%@*}
   log=$scratch/mutant_$id.log
   label="#$id ($path: $desc)"
+  cp "$tree/$file" "$scratch/original" 2>/dev/null || rm -f "$scratch/original"
   if ! msg=$("$py" -c "$mutate_py" apply "$list" "$id" "$tree" 2>&1); then
     echo "BAD       $label: list line $lineno is stale: $msg"
     problems+=("#$id: stale list line $lineno: $msg"); restore "$file"; continue
@@ -229,7 +232,7 @@ while IFS=$'\t' read -r tag id lineno path desc equiv minkills filter; do
     who=$(failed_tests "$log" | sort -u)
     nk=$(grep -c . <<<"$who")
     [ -n "$who" ] || { who="(no failing test named: exit status or a sanitizer report; $log)"; nk=1; }
-    grep -a -q 'timed out\|Terminated' "$log" && who="$who (timeout)"
+    grep -a -q 'the suite timed out' "$log" && who="$who (timeout)"
     short=$(head -3 <<<"$who" | paste -sd' ' -); [ "$nk" -le 3 ] || short="$short +$((nk - 3)) more"
     if [ -n "$equiv" ]; then
       wrong=$((wrong + 1))
