@@ -66,10 +66,14 @@ tree=$scratch/tree
 build=$scratch/build
 mkdir -p "$tree" "$build"
 echo "mutants.sh: copying the tree to $tree"
-(cd "$src_root" && git ls-files -z -co --exclude-standard) |
-  (cd "$src_root" && while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done) |
-  (cd "$src_root" && tar --null -T - -cf -) | (cd "$tree" && tar -xf -) ||
-  { echo "mutants.sh: copying the tree failed" >&2; exit 2; }
+# Only files whose content differs are copied, and they get a new modification time: a file left
+# mutated by an interrupted run, or restored after the last mutant, is then always recompiled.
+(cd "$src_root" && git ls-files -z -co --exclude-standard) | while IFS= read -r -d '' f; do
+  [ -f "$src_root/$f" ] || continue
+  cmp -s "$src_root/$f" "$tree/$f" && continue
+  mkdir -p "$tree/$(dirname "$f")" && cp "$src_root/$f" "$tree/$f" ||
+    { echo "mutants.sh: copying $f failed" >&2; exit 2; }
+done || exit 2
 # drop files of earlier copies that no longer exist in the tree (a removed test file would
 # otherwise still be globbed into the build)
 (cd "$src_root" && git ls-files -co --exclude-standard | sort) >"$scratch/files.now"
@@ -110,8 +114,9 @@ if cmd == "parse":
             if k not in opts:
                 print("BAD\t%d\tunknown option %r" % (lineno, k)); break
             opts[k] = v.strip()
-        # id, line, path, description, equivalent, min-kills, filter (tab-separated, no tabs inside)
-        print("\t".join(str(x).replace("\t", " ") for x in
+        # id, line, path, description, equivalent, min-kills, filter, separated by the unit
+        # separator (not a tab: read would merge empty whitespace-separated fields)
+        print("\x1f".join(str(x).replace("\x1f", " ") for x in
               ["M", n, lineno, f[0].strip(), f[3].strip(), opts["equivalent"], opts["min-kills"], opts["filter"]]))
 elif cmd == "apply":
     listfile, want, tree = sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -196,7 +201,7 @@ restore() { # restore PATH: the file as it was before the mutant (touched: the n
   [ -f "$scratch/original" ] && cp "$scratch/original" "$tree/$1" && touch "$tree/$1"
   rm -f "$scratch/original"
 }
-while IFS=$'\t' read -r tag id lineno path desc equiv minkills filter; do
+while IFS=$'\x1f' read -r tag id lineno path desc equiv minkills filter; do
   [ "$tag" = M ] || continue
   [ -z "$only" ] || [[ $only == *",$id,"* ]] || continue
   total=$((total + 1))

@@ -25,6 +25,7 @@
 #include "internal.h"
 #include "launch.h"
 #include "scalars.h"
+#include "stats.h"
 #include "util.h"
 
 /* ---- check 1: the documented double formula, written independently ---- */
@@ -366,4 +367,28 @@ Test(scalars, rmsprop_prologue_matches_the_host_derivation)
         fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&cfg, a.lr[g], a.wd[g]);
         cr_expect(same_bytes(&out.group[g].rmsprop, &s, sizeof s), "group %d", g);
     }
+}
+
+/* ---- the clip coefficient (kernels/stats.h): PyTorch's clip_grad_norm_ ---- */
+
+Test(scalars, clip_coefficient_is_max_norm_over_norm_plus_1e_6_in_double)
+{
+    /* min(1, max_norm / (norm + 1e-6)) in double, rounded to float once */
+    const double totals[] = {1e-12, 4e-12, 1e-6, 0.25, 1.0, 2.0, 1e4, 123456.789, 1e30};
+    const double maxes[] = {1e-6, 1e-3, 0.5, 1.0, 5.0};
+    for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++)
+        for (size_t j = 0; j < sizeof maxes / sizeof maxes[0]; j++) {
+            const double c = maxes[j] / (sqrt(totals[i]) + 1e-6);
+            const float want = c < 1.0 ? (float)c : 1.0f;
+            const float got = fopt_stat_clip_coef(totals[i], maxes[j]);
+            cr_expect_eq(bits(got), bits(want), "sum of squares %g, max norm %g: coefficient %.9g, want %.9g",
+                         totals[i], maxes[j], (double)got, (double)want);
+        }
+    /* the 1e-6 matters for tiny norms: norm 1e-6 and max norm 1e-6 give 0.5, not 1 */
+    cr_expect_eq(bits(fopt_stat_clip_coef(1e-12, 1e-6)), bits(0.5f));
+    cr_expect_eq(bits(fopt_stat_clip_coef(0.0, 1.0)), bits(1.0f), "all-zero grads are not scaled up");
+    cr_expect_eq(bits(fopt_stat_clip_coef(4.0, 0.0)), bits(1.0f), "max norm 0: no clipping");
+    float nan_coef = fopt_stat_clip_coef(NAN, 1.0);
+    cr_expect(nan_coef != nan_coef, "a NaN norm gives a NaN coefficient, as PyTorch's");
+    cr_expect_eq(bits(fopt_stat_clip_coef(INFINITY, 1.0)), bits(0.0f), "an infinite norm clips to 0");
 }
