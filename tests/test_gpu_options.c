@@ -309,3 +309,31 @@ Test(gpu_options, grad_sum_of_squares_is_the_references_bit_for_bit)
         free(h[k]);
     }
 }
+
+/* The order itself, on values where it shows: elements 0..3 are one thread's four lanes, summed
+ * (l0 + l1) + (l2 + l3). With squares 1, 0, 1.125 * 2^-53 and 1.125 * 2^-53 that is 1 + 2^-52;
+ * ((l0 + l1) + l2) + l3 would round twice, to 1 + 2^-51. */
+Test(gpu_options, grad_sum_of_squares_adds_each_threads_lanes_pairwise)
+{
+    float g[8] = {1.0f, 0.0f, 0x3p-28f, 0x3p-28f, 0.0f, 0.0f, 0.0f, 0.0f};
+    float p[8] = {0};
+    void *dp = dev_copy(p, sizeof p), *dg = dev_copy(g, sizeof g);
+    fopt_tensor t = {dp, dg, 8, FOPT_FLOAT32, 0};
+    fopt_adam_config cfg = fopt_adam_config_default();
+    fopt_optimizer *opt;
+    FOPT_OK(fopt_adam_create(&opt, &cfg, &t, 1));
+    double *dsum = NULL, got = 0.0, ref = 0.0;
+    DEV_OK(fopt_dev_malloc((void **)&dsum, sizeof *dsum));
+    FOPT_OK(fopt_grad_sq_sum(opt, NULL, dsum, 0));
+    DEV_OK(fopt_dev_synchronize());
+    download(&got, dsum, sizeof got);
+    fopt_host_tensor ht = {p, g, 8, FOPT_FLOAT32, NULL, {NULL, NULL, NULL}};
+    FOPT_OK(fopt_grad_sq_sum_ref_multi(&ht, 1, NULL, &ref));
+    const double want = 1.0 + 0x1p-52;
+    cr_expect_eq(memcmp(&ref, &want, sizeof ref), 0, "reference: %a, want %a", ref, want);
+    cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "device: %a, want %a", got, want);
+    fopt_destroy(opt);
+    fopt_dev_free(dsum);
+    fopt_dev_free(dp);
+    fopt_dev_free(dg);
+}
