@@ -24,7 +24,7 @@
 # 2 on a usage error.
 set -uo pipefail
 
-usage() { sed -n "2,25p" "$0"; }
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d'; }
 check_only=0
 groups=()
 for a in "$@"; do

@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --torch) torch=1; shift ;;
     --no-digits) digits=0; shift ;;
     --) shift; bench_args+=("$@"); break ;;
-    -h|--help) sed -n "2,28p" "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
