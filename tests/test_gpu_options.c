@@ -19,7 +19,7 @@ static void require_device(void)
         cr_skip_test("no CUDA device");
 }
 
-TestSuite(gpu_options, .init = require_device);
+TestSuite(gpu_object, .init = require_device);
 
 #define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
 #define DEV_OK(expr) cr_assert_eq((expr), cudaSuccess, "%s", #expr)
@@ -64,7 +64,7 @@ static void two_free(two_tensors *s)
 
 static void download(void *host, const void *dev, size_t bytes) { DEV_OK(fopt_dev_memcpy(host, dev, bytes)); }
 
-Test(gpu_options, zero_grads_zeroes_every_grad_on_both_paths_and_steps_as_without)
+Test(gpu_object, zero_grads_zeroes_every_grad_on_both_paths_and_steps_as_without)
 {
     float param[N0 + N1], grad[N0 + N1];
     test_rng r = test_rng_make(11);
@@ -146,7 +146,7 @@ static void sr_step(uint64_t seed, uint16_t out[2][4096])
     fopt_destroy(opt);
 }
 
-Test(gpu_options, stochastic_rounding_draws_other_bits_for_each_tensor_and_repeats_for_a_seed)
+Test(gpu_object, stochastic_rounding_draws_other_bits_for_each_tensor_and_repeats_for_a_seed)
 {
     static uint16_t a[2][4096], b[2][4096], c[2][4096];
     sr_step(7, a);
@@ -165,7 +165,7 @@ Test(gpu_options, stochastic_rounding_draws_other_bits_for_each_tensor_and_repea
     cr_expect_gt(across_seeds, 100u, "seeds 7 and 8 rounded alike in all but %zu elements", across_seeds);
 }
 
-Test(gpu_options, rebind_to_unaligned_buffers_leaves_the_vector_path)
+Test(gpu_object, rebind_to_unaligned_buffers_leaves_the_vector_path)
 {
     float param[N0 + N1], grad[N0 + N1];
     test_rng r = test_rng_make(12);
@@ -215,7 +215,7 @@ Test(gpu_options, rebind_to_unaligned_buffers_leaves_the_vector_path)
 
 /* Parameter groups: tensor k in group k, each group with its own lr and weight decay, must step
  * exactly as an optimizer over that tensor alone with those hyper-parameters. */
-Test(gpu_options, each_tensor_steps_with_its_own_groups_lr_and_weight_decay)
+Test(gpu_object, each_tensor_steps_with_its_own_groups_lr_and_weight_decay)
 {
     enum { N = 300, G = 3 };
     const double lr[G] = {1e-3, 3e-2, 5e-4}, wd[G] = {0.0, 0.1, 0.01};
@@ -271,7 +271,7 @@ Test(gpu_options, each_tensor_steps_with_its_own_groups_lr_and_weight_decay)
 
 /* The device's sum of squares of the grads is the reference's, bit for bit (the fixed order of
  * docs/SEMANTICS.md): tensors across chunk boundaries, one with an unaligned grad. */
-Test(gpu_options, grad_sum_of_squares_is_the_references_bit_for_bit)
+Test(gpu_object, grad_sum_of_squares_is_the_references_bit_for_bit)
 {
     enum { K = 4 };
     const size_t n[K] = {5, 16384 + 77, 3 * 16384, 1001};
@@ -313,7 +313,7 @@ Test(gpu_options, grad_sum_of_squares_is_the_references_bit_for_bit)
 /* The order itself, on values where it shows: elements 0..3 are one thread's four lanes, summed
  * (l0 + l1) + (l2 + l3). With squares 1, 0, 1.125 * 2^-53 and 1.125 * 2^-53 that is 1 + 2^-52;
  * ((l0 + l1) + l2) + l3 would round twice, to 1 + 2^-51. */
-Test(gpu_options, grad_sum_of_squares_adds_each_threads_lanes_pairwise)
+Test(gpu_object, grad_sum_of_squares_adds_each_threads_lanes_pairwise)
 {
     float g[8] = {1.0f, 0.0f, 0x3p-28f, 0x3p-28f, 0.0f, 0.0f, 0.0f, 0.0f};
     float p[8] = {0};
