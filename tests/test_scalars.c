@@ -279,7 +279,7 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
         a.wd[1] = wd1;
         fopt_prologue_run(&a);
         cr_assert_eq(out.step, t);
-        cr_assert_eq(hp.step, t, "the prologue stores the step it derived");
+        cr_assert_eq(hp.step, t - 1, "a host-known count moves to the device; the step launch advances it");
         cr_expect_eq(out.seed, 1234u);
         fopt_adam_scalars g0 = fopt_adam_scalars_make(&cfg, lr0, wd0, t), g1 = fopt_adam_scalars_make(&cfg, lr1, wd1, t);
         cr_assert(same_bytes(&out.group[0].adam, &g0, sizeof g0), "prologue group 0, step %lld", (long long)t);
@@ -297,7 +297,13 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
         a.lr[0] = a.lr[1] = 0.5; /* must not be read */
         fopt_prologue_run(&a);
         cr_assert_eq(out.step, t);
-        cr_assert_eq(hp.step, t);
+        cr_assert_eq(hp.step, t - 1, "without commit the prologue leaves the count to the step launch");
+        memset(&out, 0xa5, sizeof out);
+        a.commit = 1; /* no step launch follows: the prologue stores the count */
+        fopt_prologue_run(&a);
+        a.commit = 0;
+        cr_assert_eq(out.step, t);
+        cr_assert_eq(hp.step, t, "with commit the prologue stores the step it derived");
         cr_assert(same_bytes(&out.group[0].adam, &g0, sizeof g0), "device-lr prologue, step %lld", (long long)t);
         cr_assert(same_bytes(&out.group[1].adam, &g1, sizeof g1), "device-lr prologue, step %lld", (long long)t);
 
@@ -335,8 +341,11 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
     cr_expect(same_bytes(&out, &untouched, sizeof out), "a skipped step derives nothing");
     st.skip = 0;
     fopt_prologue_run(&a);
-    cr_expect_eq(hp.step, 42);
+    cr_expect_eq(hp.step, 41, "the step launch advances the count, not the prologue");
     cr_expect_eq(out.step, 42);
+    a.commit = 1;
+    fopt_prologue_run(&a);
+    cr_expect_eq(hp.step, 42, "no step launch follows: the prologue advances the count");
 }
 
 Test(scalars, rmsprop_prologue_matches_the_host_derivation)
