@@ -12,6 +12,7 @@
 
 #include "fusedopt.h"
 #include "golden.h"
+#include "ref_checks.h"
 #include "util.h"
 
 #define GOLDEN_TOL 1e-5
@@ -74,20 +75,12 @@ typedef struct adam_run {
 
 static adam_run run_make(size_t n, uint64_t seed)
 {
-    test_rng r = test_rng_make(seed);
-    adam_run a = {n, test_alloc(n), test_alloc(n), test_alloc(n), test_alloc(n), test_alloc(n)};
-    test_fill_uniform(&r, a.p, n, -1.0f, 1.0f);
-    test_fill_magnitudes(&r, a.g, n, -3.0, 2.0, 0);
-    memset(a.m, 0, n * sizeof(float));
-    memset(a.v, 0, n * sizeof(float));
-    memset(a.vmax, 0, n * sizeof(float));
-    return a;
+    float *b[5];
+    ref_bufs_make(n, seed, b);
+    return (adam_run){n, b[0], b[1], b[2], b[3], b[4]};
 }
 
-static void run_free(adam_run *a)
-{
-    free(a->p), free(a->g), free(a->m), free(a->v), free(a->vmax);
-}
+static void run_free(adam_run *a) { ref_bufs_free((float *[5]){a->p, a->g, a->m, a->v, a->vmax}); }
 
 static fopt_status run_step(const fopt_adam_config *cfg, int64_t step, adam_run *a)
 {
@@ -297,36 +290,18 @@ Test(adam_ref, accepts_the_edges_of_every_range)
 
 enum { NULL_PARAM = 1, NULL_GRAD = 2, NULL_EXP_AVG = 4, NULL_EXP_AVG_SQ = 8, NULL_MAX = 16 };
 
-/* Random non-zero buffers (n elements, n >= 1 even when the call gets n_call == 0), the call with
- * the pointers named in null_mask replaced by NULL, and the byte comparison. */
+static fopt_status adam_step5(const void *cfg, int64_t step, size_t n, float *const *b)
+{
+    return fopt_adam_step_ref(cfg, step, n, b[0], b[1], b[2], b[3], b[4]);
+}
+
+static const ref_optimizer k_adam = {
+    {"param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}, 8u | 16u, 0xADA0, adam_step5};
+
 static void expect_rejected(const fopt_adam_config *cfg, int64_t step, size_t n_call,
                             unsigned null_mask, const char *rule)
 {
-    const size_t n = 37;
-    test_rng r = test_rng_make(0xADA0 + null_mask + n_call);
-    float *buf[5], *copy[5];
-    for (int k = 0; k < 5; k++) {
-        buf[k] = test_alloc(n);
-        test_fill_magnitudes(&r, buf[k], n, -3.0, 1.0, 0);
-        if (k >= 3) /* second moments are non-negative */
-            for (size_t i = 0; i < n; i++)
-                buf[k][i] = fabsf(buf[k][i]);
-        copy[k] = test_dup(buf[k], n);
-    }
-    fopt_status st = fopt_adam_step_ref(
-        cfg, step, n_call, (null_mask & NULL_PARAM) ? NULL : buf[0],
-        (null_mask & NULL_GRAD) ? NULL : buf[1], (null_mask & NULL_EXP_AVG) ? NULL : buf[2],
-        (null_mask & NULL_EXP_AVG_SQ) ? NULL : buf[3], (null_mask & NULL_MAX) ? NULL : buf[4]);
-    cr_expect_eq(st, FOPT_ERROR_INVALID_VALUE, "%s (n %zu): got %s", rule, n_call,
-                 fopt_status_string(st));
-    cr_expect(fopt_last_error()[0] != '\0', "%s: no error message", rule);
-    static const char *const names[5] = {"param", "grad", "exp_avg", "exp_avg_sq",
-                                         "max_exp_avg_sq"};
-    for (int k = 0; k < 5; k++) {
-        cr_expect_eq(memcmp(buf[k], copy[k], n * sizeof(float)), 0, "%s (n %zu): %s changed",
-                     rule, n_call, names[k]);
-        free(buf[k]), free(copy[k]);
-    }
+    ref_expect_rejected(&k_adam, cfg, step, n_call, null_mask, rule);
 }
 
 static fopt_adam_config amsgrad_cfg(void)
@@ -379,14 +354,7 @@ static void expect_field_rejected(size_t offset, const char *field, const double
 {
     fopt_adam_config bases[3] = {fopt_adam_config_default(), amsgrad_cfg(), amsgrad_cfg()};
     bases[2].decoupled_weight_decay = true;
-    for (size_t b = 0; b < 3; b++)
-        for (size_t k = 0; k < nbad; k++) {
-            fopt_adam_config cfg = bases[b];
-            memcpy((char *)&cfg + offset, &bad[k], sizeof(double));
-            char rule[96];
-            snprintf(rule, sizeof rule, "%s = %g (base config %zu)", field, bad[k], b);
-            expect_rejected(&cfg, 1, 37, 0, rule);
-        }
+    ref_expect_field_rejected(&k_adam, bases, 3, sizeof bases[0], offset, field, bad, nbad);
 }
 
 Test(adam_ref, rejects_bad_lr)

@@ -12,6 +12,7 @@
 
 #include "fusedopt.h"
 #include "golden.h"
+#include "ref_checks.h"
 #include "util.h"
 
 #define GOLDEN_TOL 1e-5
@@ -74,17 +75,12 @@ typedef struct rms_run {
 
 static rms_run run_make(size_t n, uint64_t seed)
 {
-    test_rng r = test_rng_make(seed);
-    rms_run a = {n, test_alloc(n), test_alloc(n), test_alloc(n), test_alloc(n), test_alloc(n)};
-    test_fill_uniform(&r, a.p, n, -1.0f, 1.0f);
-    test_fill_magnitudes(&r, a.g, n, -3.0, 2.0, 0);
-    memset(a.v, 0, n * sizeof(float));
-    memset(a.buf, 0, n * sizeof(float));
-    memset(a.ga, 0, n * sizeof(float));
-    return a;
+    float *b[5];
+    ref_bufs_make(n, seed, b);
+    return (rms_run){n, b[0], b[1], b[2], b[3], b[4]};
 }
 
-static void run_free(rms_run *a) { free(a->p), free(a->g), free(a->v), free(a->buf), free(a->ga); }
+static void run_free(rms_run *a) { ref_bufs_free((float *[5]){a->p, a->g, a->v, a->buf, a->ga}); }
 
 static fopt_status run_step(const fopt_rmsprop_config *cfg, rms_run *a)
 {
@@ -260,34 +256,19 @@ Test(rmsprop_ref, accepts_the_edges_of_every_range)
 
 enum { NULL_PARAM = 1, NULL_GRAD = 2, NULL_SQUARE_AVG = 4, NULL_MOMENTUM = 8, NULL_GRAD_AVG = 16 };
 
+static fopt_status rmsprop_step5(const void *cfg, int64_t step, size_t n, float *const *b)
+{
+    (void)step;
+    return fopt_rmsprop_step_ref(cfg, n, b[0], b[1], b[2], b[3], b[4]);
+}
+
+static const ref_optimizer k_rmsprop = {
+    {"param", "grad", "square_avg", "momentum_buffer", "grad_avg"}, 4u, 0x2A50, rmsprop_step5};
+
 static void expect_rejected(const fopt_rmsprop_config *cfg, size_t n_call, unsigned null_mask,
                             const char *rule)
 {
-    const size_t n = 37;
-    test_rng r = test_rng_make(0x2A50 + null_mask + n_call);
-    float *buf[5], *copy[5];
-    for (int k = 0; k < 5; k++) {
-        buf[k] = test_alloc(n);
-        test_fill_magnitudes(&r, buf[k], n, -3.0, 1.0, 0);
-        if (k == 2) /* square_avg is non-negative */
-            for (size_t i = 0; i < n; i++)
-                buf[k][i] = fabsf(buf[k][i]);
-        copy[k] = test_dup(buf[k], n);
-    }
-    fopt_status st = fopt_rmsprop_step_ref(
-        cfg, n_call, (null_mask & NULL_PARAM) ? NULL : buf[0],
-        (null_mask & NULL_GRAD) ? NULL : buf[1], (null_mask & NULL_SQUARE_AVG) ? NULL : buf[2],
-        (null_mask & NULL_MOMENTUM) ? NULL : buf[3], (null_mask & NULL_GRAD_AVG) ? NULL : buf[4]);
-    cr_expect_eq(st, FOPT_ERROR_INVALID_VALUE, "%s (n %zu): got %s", rule, n_call,
-                 fopt_status_string(st));
-    cr_expect(fopt_last_error()[0] != '\0', "%s: no error message", rule);
-    static const char *const names[5] = {"param", "grad", "square_avg", "momentum_buffer",
-                                         "grad_avg"};
-    for (int k = 0; k < 5; k++) {
-        cr_expect_eq(memcmp(buf[k], copy[k], n * sizeof(float)), 0, "%s (n %zu): %s changed",
-                     rule, n_call, names[k]);
-        free(buf[k]), free(copy[k]);
-    }
+    ref_expect_rejected(&k_rmsprop, cfg, 1, n_call, null_mask, rule);
 }
 
 static fopt_rmsprop_config full_cfg(void)
@@ -332,14 +313,7 @@ Test(rmsprop_ref, rejects_null_config)
 static void expect_field_rejected(size_t offset, const char *field, const double *bad, size_t nbad)
 {
     fopt_rmsprop_config bases[2] = {fopt_rmsprop_config_default(), full_cfg()};
-    for (size_t b = 0; b < 2; b++)
-        for (size_t k = 0; k < nbad; k++) {
-            fopt_rmsprop_config cfg = bases[b];
-            memcpy((char *)&cfg + offset, &bad[k], sizeof(double));
-            char rule[96];
-            snprintf(rule, sizeof rule, "%s = %g (base config %zu)", field, bad[k], b);
-            expect_rejected(&cfg, 37, 0, rule);
-        }
+    ref_expect_field_rejected(&k_rmsprop, bases, 2, sizeof bases[0], offset, field, bad, nbad);
 }
 
 Test(rmsprop_ref, rejects_bad_lr)
