@@ -37,6 +37,19 @@ mx_config mx_config_make(const fopt_variant *v, fopt_precision pr)
     return c;
 }
 
+mx_config mx_rmsprop(double lr, double alpha, double eps, fopt_precision pr)
+{
+    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
+    c.r.lr = lr;
+    c.r.alpha = alpha;
+    c.r.eps = eps;
+    c.r.weight_decay = 0.0;
+    c.r.momentum = 0.0;
+    c.r.centered = false;
+    c.r.maximize = false;
+    return c;
+}
+
 const fopt_precision *mx_precision(const mx_config *c) { return c->v->adam ? &c->a.precision : &c->r.precision; }
 fopt_precision *mx_precision_mut(mx_config *c) { return c->v->adam ? &c->a.precision : &c->r.precision; }
 
@@ -668,6 +681,28 @@ void mx_step_and_compare(const mx_config *c, int64_t step, mx_set *const *sets, 
         *o->grad_norm = norm[0];
     if (o && o->found_inf)
         *o->found_inf = found[0];
+}
+
+mx_set *mx_step_every_isa(const mx_config *c, const mx_set *start, int64_t step,
+                          const fopt_step_options *o, int first_threads, const char *label)
+{
+    mx_set *out = NULL;
+    for (int isa = 0; isa < mx_isa_count(); isa++) {
+        mx_set *sets[MX_PATHS];
+        for (int p = 0; p < MX_PATHS; p++)
+            sets[p] = mx_set_clone(start);
+        mx_cpu_use(isa, isa % 2 ? 3 - first_threads : first_threads);
+        char what[256];
+        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
+        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
+        for (int p = 1; p < MX_PATHS; p++)
+            mx_set_free(sets[p]);
+        if (out)
+            mx_set_free(out);
+        out = sets[0];
+    }
+    mx_cpu_reset();
+    return out;
 }
 
 /* ---- an independent model of the storage rules ------------------------------------------------ */

@@ -351,43 +351,12 @@ Test(mixed, reference_follows_the_storage_rules_of_an_independent_model)
 
 /* ---- fp16 overflow, NaN grads, the NaN rule ---------------------------------------------------- */
 
-/* RMSprop with alpha 0, eps 0 and no momentum steps every element by exactly -lr * sign(grad):
- * v = g*g exactly (a 16-bit grad squared fits a float), sqrt(v) = |g|, g/|g| = +-1. */
-static mx_config sign_sgd(double lr, fopt_precision pr)
-{
-    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
-    c.r.lr = lr;
-    c.r.alpha = 0.0;
-    c.r.eps = 0.0;
-    c.r.weight_decay = 0.0;
-    c.r.momentum = 0.0;
-    c.r.centered = false;
-    c.r.maximize = false;
-    return c;
-}
-
 /* One step on every path (each ISA on the fast path, in turn); returns the reference's set (the
  * others freed after comparing). */
 static mx_set *step_everywhere(const mx_config *c, mx_set *start, int64_t step, const fopt_step_options *o,
                                const char *label)
 {
-    mx_set *out = NULL;
-    for (int isa = 0; isa < mx_isa_count(); isa++) {
-        mx_set *sets[MX_PATHS];
-        for (int p = 0; p < MX_PATHS; p++)
-            sets[p] = mx_set_clone(start);
-        mx_cpu_use(isa, 1 + isa % 2);
-        char what[256];
-        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
-        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
-        for (int p = 1; p < MX_PATHS; p++)
-            mx_set_free(sets[p]);
-        if (out)
-            mx_set_free(out);
-        out = sets[0];
-    }
-    mx_cpu_reset();
-    return out;
+    return mx_step_every_isa(c, start, step, o, 1, label);
 }
 
 Test(mixed, fp16_params_pushed_past_65504_become_inf_and_stop_just_below_it)
@@ -400,7 +369,7 @@ Test(mixed, fp16_params_pushed_past_65504_become_inf_and_stop_just_below_it)
             fopt_precision pr;
             memset(&pr, 0, sizeof pr);
             pr.master_weights = master;
-            mx_config c = sign_sgd(lrs[li], pr);
+            mx_config c = mx_rmsprop(lrs[li], 0.0, 0.0, pr); /* sign SGD */
             mx_spec spec[2] = {{.numel = 21, .dtype = FOPT_FLOAT16}, {.numel = 3, .dtype = FOPT_FLOAT16, .param_off = 1}};
             mx_set *s = mx_set_make(&c, spec, 2, 5);
             for (size_t k = 0; k < 2; k++)

@@ -24,18 +24,7 @@ static const fopt_dtype k_dtypes[3] = {FOPT_FLOAT32, FOPT_FLOAT16, FOPT_BFLOAT16
 
 static mx_config probe(void)
 {
-    fopt_precision pr;
-    memset(&pr, 0, sizeof pr);
-    pr.master_weights = true;
-    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
-    c.r.lr = 1.0;
-    c.r.alpha = 1.0;
-    c.r.eps = 1.0;
-    c.r.weight_decay = 0.0;
-    c.r.momentum = 0.0;
-    c.r.centered = false;
-    c.r.maximize = false;
-    return c;
+    return mx_rmsprop(1.0, 1.0, 1.0, (fopt_precision){.master_weights = true});
 }
 
 /* Params (and masters) zeroed, so that the probe leaves -g in them. */
@@ -63,23 +52,7 @@ static bool probe_saw(const mx_set *s, size_t k, size_t i, float want)
 static mx_set *step_all(const mx_config *c, const mx_set *start, int64_t step, fopt_step_options *o,
                         const char *label)
 {
-    mx_set *out = NULL;
-    for (int isa = 0; isa < mx_isa_count(); isa++) {
-        mx_set *sets[MX_PATHS];
-        for (int p = 0; p < MX_PATHS; p++)
-            sets[p] = mx_set_clone(start);
-        mx_cpu_use(isa, 1 + (isa + 1) % 2);
-        char what[256];
-        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
-        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
-        for (int p = 1; p < MX_PATHS; p++)
-            mx_set_free(sets[p]);
-        if (out)
-            mx_set_free(out);
-        out = sets[0];
-    }
-    mx_cpu_reset();
-    return out;
+    return mx_step_every_isa(c, start, step, o, 2, label);
 }
 
 /* ---- grad_scale ------------------------------------------------------------------------------ */
