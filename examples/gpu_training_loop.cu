@@ -12,24 +12,8 @@
 
 #include <cuda_runtime.h>
 
+#include "example_check.h"
 #include "fusedopt.h"
-
-#define CHECK_CUDA(x)                                                                              \
-    do {                                                                                           \
-        cudaError_t e = (x);                                                                       \
-        if (e != cudaSuccess) {                                                                    \
-            std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                           \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CHECK_FOPT(x)                                                                              \
-    do {                                                                                           \
-        fopt_status s = (x);                                                                       \
-        if (s != FOPT_SUCCESS) {                                                                   \
-            std::fprintf(stderr, "%s: %s\n", #x, fopt_last_error());                               \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* "Backward": d/dw sum((w - target)^2) = 2 (w - target). */
 __global__ void grad_kernel(const float *w, float *g, float target, size_t n)
