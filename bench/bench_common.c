@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "modes.h" /* bench_modes_parse */
+
 void bench_die(const char *fmt, ...)
 {
     va_list ap;
@@ -204,18 +206,37 @@ size_t bench_parse_size(const char *s, const char *what)
     return (size_t)(v * mul);
 }
 
-void bench_parse_args(int argc, char **argv, const bench_arg *args, size_t count, void (*usage)(FILE *f))
+/* The option of args[0..count) called a, or NULL. */
+static const bench_arg *arg_find(const bench_arg *args, size_t count, const char *a)
 {
+    for (size_t k = 0; k < count; k++)
+        if (!strcmp(a, args[k].name) || (args[k].alias && !strcmp(a, args[k].alias)))
+            return &args[k];
+    return NULL;
+}
+
+void bench_parse_args(int argc, char **argv, const bench_arg *args, size_t count, bench_rows *rows,
+                      void (*usage)(FILE *f))
+{
+    const bench_arg row_args[] = {
+        {.name = "--optimizers", .kind = BENCH_ARG_SELECT, .dst = rows->sel, .select = bench_variants_parse},
+        {.name = "--mode-optimizers", .kind = BENCH_ARG_SELECT, .dst = rows->mode_sel,
+         .select = bench_variants_parse},
+        {.name = "--modes", .kind = BENCH_ARG_SELECT, .dst = rows->modes, .select = bench_modes_parse},
+    };
+    bench_variants_parse("all", rows->sel, "--optimizers");
+    bench_variants_parse("adam", rows->mode_sel, "--mode-optimizers");
+    bench_modes_parse("all", rows->modes, "--modes");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
         }
-        const bench_arg *o = args;
-        while (o < args + count && strcmp(a, o->name) && !(o->alias && !strcmp(a, o->alias)))
-            o++;
-        if (o == args + count)
+        const bench_arg *o = arg_find(args, count, a);
+        if (!o)
+            o = arg_find(row_args, sizeof row_args / sizeof row_args[0], a);
+        if (!o)
             bench_die("unknown option '%s' (--help lists them)", a);
         const char *val = NULL;
         if (o->kind != BENCH_ARG_ON && o->kind != BENCH_ARG_OFF && o->kind != BENCH_ARG_ACTION) {

@@ -96,9 +96,20 @@ typedef struct bench_arg {
     void (*call)(void *dst, const char *value);
 } bench_arg;
 
-/* Applies argv's options, in order, through the table; --help or -h prints usage(stdout) and
- * exits 0. An unknown option, a missing value or a bad number ends the program. */
-void bench_parse_args(int argc, char **argv, const bench_arg *args, size_t count, void (*usage)(FILE *f));
+/* The rows both programs measure: the fp32 rows' variants (--optimizers, default all), the
+ * variants of the other storage modes (--mode-optimizers, default adam) and the modes (--modes,
+ * default all); indexes as in fopt_variants and bench_modes. */
+typedef struct bench_rows {
+    bool sel[32];
+    bool mode_sel[32];
+    bool modes[16];
+} bench_rows;
+
+/* Sets *rows to the defaults, then applies argv's options, in order, through the table and the
+ * three options of bench_rows; --help or -h prints usage(stdout) and exits 0. An unknown option, a
+ * missing value or a bad number ends the program. */
+void bench_parse_args(int argc, char **argv, const bench_arg *args, size_t count, bench_rows *rows,
+                      void (*usage)(FILE *f));
 /* A count for option `what`: a non-negative number with an optional K, M or G suffix (times 1024,
  * 1024^2, 1024^3) and "+N" terms (1M+3). */
 size_t bench_parse_size(const char *s, const char *what);

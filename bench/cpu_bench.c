@@ -87,9 +87,7 @@ typedef struct options {
     int threads; /* 0: library default */
     const char *isa, *csv, *python, *torch_script;
     bool torch;
-    bool sel[32];      /* fp32 rows (--cases) */
-    bool mode_sel[32]; /* the other modes' rows (--mode-cases) */
-    bool modes[16];
+    bench_rows rows; /* --cases and --mode-cases are --optimizers and --mode-optimizers */
 } options;
 
 static void usage(FILE *f)
@@ -137,9 +135,6 @@ static void parse_options(int argc, char **argv, options *o)
     o->torch_reps = 10;
     o->torch = true;
     o->python = "/usr/bin/python3";
-    bench_variants_parse("all", o->sel, "--cases");
-    bench_variants_parse("adam", o->mode_sel, "--mode-cases");
-    bench_modes_parse("all", o->modes, "--modes");
     const bench_arg args[] = {
         {.name = "--n", .kind = BENCH_ARG_CALL, .dst = o, .call = parse_sizes},
         {.name = "--reps", .kind = BENCH_ARG_INT, .dst = &o->reps},
@@ -147,17 +142,15 @@ static void parse_options(int argc, char **argv, options *o)
         {.name = "--torch-reps", .kind = BENCH_ARG_INT, .dst = &o->torch_reps},
         {.name = "--threads", .kind = BENCH_ARG_INT, .dst = &o->threads},
         {.name = "--isa", .kind = BENCH_ARG_STRING, .dst = &o->isa},
-        {.name = "--cases", .alias = "--optimizers",
-          .kind = BENCH_ARG_SELECT, .dst = o->sel, .select = bench_variants_parse},
-        {.name = "--mode-cases", .alias = "--mode-optimizers",
-          .kind = BENCH_ARG_SELECT, .dst = o->mode_sel, .select = bench_variants_parse},
-        {.name = "--modes", .kind = BENCH_ARG_SELECT, .dst = o->modes, .select = bench_modes_parse},
+        {.name = "--cases", .kind = BENCH_ARG_SELECT, .dst = o->rows.sel, .select = bench_variants_parse},
+        {.name = "--mode-cases", .kind = BENCH_ARG_SELECT, .dst = o->rows.mode_sel,
+         .select = bench_variants_parse},
         {.name = "--csv", .kind = BENCH_ARG_STRING, .dst = &o->csv},
         {.name = "--no-torch", .kind = BENCH_ARG_OFF, .dst = &o->torch},
         {.name = "--python", .kind = BENCH_ARG_STRING, .dst = &o->python},
         {.name = "--torch-script", .kind = BENCH_ARG_STRING, .dst = &o->torch_script},
     };
-    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], usage);
+    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], &o->rows, usage);
     if (o->nsizes == 0)
         o->sizes[o->nsizes++] = (size_t)16 << 20;
     if (o->reps < 1 || o->ref_reps < 0 || o->torch_reps < 1 || o->threads < 0)
@@ -498,10 +491,10 @@ int main(int argc, char **argv)
                "Mparam/s", "GB/s", "%roof", "roof_us", "roofGB/s", "ref_us", "x_ref", "rel_err");
         double adam_fast_us = NAN, adam_roof_us = NAN;
         for (size_t mk = 0; mk < bench_mode_count; mk++) {
-            if (!o.modes[mk])
+            if (!o.rows.modes[mk])
                 continue;
             const bench_mode *m = &bench_modes[mk];
-            const bool *sel = mk == 0 ? o.sel : o.mode_sel;
+            const bool *sel = mk == 0 ? o.rows.sel : o.rows.mode_sel;
             for (size_t ci = 0; ci < fopt_variant_count; ci++) {
                 if (!sel[ci])
                     continue;

@@ -78,9 +78,7 @@ typedef struct options {
     size_t check_elems;
     bool check_set;
     double time_budget; /* seconds; 0 = none */
-    bool sel[MAX_VARIANTS];      /* fp32 rows */
-    bool mode_sel[MAX_VARIANTS]; /* other modes, step_ex and graph rows */
-    bool modes[16];
+    bench_rows rows; /* mode_sel: also the step_ex and graph rows */
     bool list_bytes;
 } options;
 
@@ -169,9 +167,6 @@ static void parse_options(int argc, char **argv, options *o)
     o->cpu_rows = o->unfused = o->step_ex = o->graph = true;
     o->ex_log2 = -1;
     o->check_elems = (size_t)4 << 20;
-    bench_variants_parse("all", o->sel, "--optimizers");
-    bench_variants_parse("adam", o->mode_sel, "--mode-optimizers");
-    bench_modes_parse("all", o->modes, "--modes");
     const bench_arg args[] = {
         {.name = "--csv", .kind = BENCH_ARG_STRING, .dst = &o->csv},
         {.name = "--quick", .kind = BENCH_ARG_ON, .dst = &o->quick},
@@ -180,10 +175,6 @@ static void parse_options(int argc, char **argv, options *o)
         {.name = "--min-log2", .kind = BENCH_ARG_INT, .dst = &o->min_log2},
         {.name = "--max-log2", .kind = BENCH_ARG_INT, .dst = &o->max_log2, .given = &o->max_log2_set},
         {.name = "--log2-step", .kind = BENCH_ARG_INT, .dst = &o->log2_step},
-        {.name = "--optimizers", .kind = BENCH_ARG_SELECT, .dst = o->sel, .select = bench_variants_parse},
-        {.name = "--mode-optimizers",
-          .kind = BENCH_ARG_SELECT, .dst = o->mode_sel, .select = bench_variants_parse},
-        {.name = "--modes", .kind = BENCH_ARG_SELECT, .dst = o->modes, .select = bench_modes_parse},
         {.name = "--no-step-ex", .kind = BENCH_ARG_OFF, .dst = &o->step_ex},
         {.name = "--no-graph", .kind = BENCH_ARG_OFF, .dst = &o->graph},
         {.name = "--no-unfused", .kind = BENCH_ARG_OFF, .dst = &o->unfused},
@@ -195,7 +186,7 @@ static void parse_options(int argc, char **argv, options *o)
         {.name = "--time-budget", .kind = BENCH_ARG_SECONDS, .dst = &o->time_budget},
         {.name = "--list-bytes", .kind = BENCH_ARG_ON, .dst = &o->list_bytes},
     };
-    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], usage);
+    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], &o->rows, usage);
     if (o->log2_step < 1)
         bench_die("--log2-step must be >= 1");
     if (o->reps < 1)
@@ -396,7 +387,7 @@ int main(int argc, char **argv)
 
     printf("fopt_bench: fusedopt %s, modes:", fopt_version());
     for (size_t k = 0; k < bench_mode_count; k++)
-        if (o.modes[k])
+        if (o.rows.modes[k])
             printf(" %s", bench_modes[k].name);
     printf("\nCPU: %s\n", out.cpu_device);
     if (emu) {
@@ -466,12 +457,12 @@ int main(int argc, char **argv)
     /* the variants of each mode: fp32 every selected one; the others --mode-optimizers */
     bool fp32_sel[MAX_VARIANTS];
     for (size_t i = 0; i < fopt_variant_count; i++)
-        fp32_sel[i] = o.sel[i] || o.mode_sel[i];
+        fp32_sel[i] = o.rows.sel[i] || o.rows.mode_sel[i];
     int groups = 0;
     for (int c = 0; c < ncases; c++)
         for (size_t k = 0; k < bench_mode_count; k++)
             for (size_t i = 0; i < fopt_variant_count; i++)
-                groups += o.modes[k] && (k == 0 ? fp32_sel[i] : o.mode_sel[i]);
+                groups += o.rows.modes[k] && (k == 0 ? fp32_sel[i] : o.rows.mode_sel[i]);
 
     mode_summary sums[16];
     memset(sums, 0, sizeof sums);
@@ -490,11 +481,11 @@ int main(int argc, char **argv)
     for (int c = 0; c < ncases && !budget_hit; c++) {
         const bench_case *bc = &cases[c];
         for (size_t k = 0; k < bench_mode_count && !budget_hit; k++) {
-            if (!o.modes[k])
+            if (!o.rows.modes[k])
                 continue;
             const bench_mode *m = &bench_modes[k];
             const bool fp32 = m->dtype == FOPT_FLOAT32 && m->precision.state_dtype == FOPT_FLOAT32;
-            const bool *vsel = k == 0 ? fp32_sel : o.mode_sel;
+            const bool *vsel = k == 0 ? fp32_sel : o.rows.mode_sel;
             bool any = false;
             for (size_t i = 0; i < fopt_variant_count; i++)
                 any |= vsel[i];
@@ -542,8 +533,8 @@ int main(int argc, char **argv)
                             m->name, bc->name, bench_now_s() - t_start);
                     last_progress = bench_now_s();
                 }
-                const bool eager_rows = k == 0 ? o.sel[i] : true;
-                const bool extra = o.mode_sel[i];
+                const bool eager_rows = k == 0 ? o.rows.sel[i] : true;
+                const bool extra = o.rows.mode_sel[i];
                 const bool flush =
                     !emu && (double)bc->total * bench_bytes_per_elem(v, m, false) < 4.0 * (double)g.l2_bytes;
 

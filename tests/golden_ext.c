@@ -22,6 +22,11 @@ size_t golden_ext_dtype_size(fopt_dtype dt) { return dt == FOPT_FLOAT32 ? 4 : 2;
 
 static size_t round8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
+static int state_used(const golden_ext_case *c, int slot)
+{
+    return golden_slot_used(c->optimizer, &c->adam, &c->rmsprop, slot);
+}
+
 static void parse_case(golden_reader *r, void *case_)
 {
     golden_ext_case *c = case_;
@@ -53,7 +58,7 @@ static void parse_case(golden_reader *r, void *case_)
     const size_t es = golden_ext_dtype_size(c->dtype), ss = golden_ext_dtype_size(c->state_dtype);
     int nslots = 0;
     for (int k = 0; k < 3; k++)
-        nslots += golden_ext_state_used(c, k);
+        nslots += state_used(c, k);
     /* file bytes per element of a tensor: param0, grads, param, master, states */
     const uint64_t per_elem = (uint64_t)es * (2u + (uint64_t)steps) + (master ? 4u : 0u) +
                               (uint64_t)ss * (uint64_t)nslots;
@@ -95,7 +100,7 @@ static void parse_case(golden_reader *r, void *case_)
         if (master)
             x->master = (const float *)mem, mem += round8(n * 4);
         for (int k = 0; k < 3; k++)
-            if (golden_ext_state_used(c, k))
+            if (state_used(c, k))
                 x->state[k] = mem, mem += round8(n * ss);
     }
     free(numel);
@@ -148,16 +153,6 @@ size_t golden_ext_load(const char *file_name, golden_ext_case **cases)
 void golden_ext_free(golden_ext_case *cases, size_t count)
 {
     golden_free_cases(cases, count, sizeof *cases, offsetof(golden_ext_case, storage_));
-}
-
-int golden_ext_state_used(const golden_ext_case *c, int slot)
-{
-    return golden_slot_used(c->optimizer, &c->adam, &c->rmsprop, slot);
-}
-
-const char *golden_ext_state_name(const golden_ext_case *c, int slot)
-{
-    return golden_slot_name(c->optimizer, slot);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -267,7 +262,7 @@ static live live_make(const golden_ext_case *c)
             h->master = m;
         }
         for (int k = 0; k < 3; k++)
-            if (golden_ext_state_used(c, k)) {
+            if (state_used(c, k)) {
                 h->state[k] = calloc(x->numel ? x->numel : 1, L.ss); /* zero bits = 0.0 */
                 cr_assert_not_null(h->state[k], "out of memory");
             }
@@ -337,9 +332,9 @@ static void compare_kind(const golden_ext_case *c, const golden_ext_tensor *x,
             return;
         name = "master", dt = FOPT_FLOAT32;
     } else {
-        if (!golden_ext_state_used(c, kind - 2))
+        if (!state_used(c, kind - 2))
             return;
-        name = golden_ext_state_name(c, kind - 2), dt = c->state_dtype;
+        name = golden_slot_name(c->optimizer, kind - 2), dt = c->state_dtype;
     }
     /* golden_rel_err's measure over the whole list, as one flat vector */
     golden_err acc = {0.0, 0.0, 0};

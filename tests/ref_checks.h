@@ -1,6 +1,7 @@
-/* Checks shared by the single-tensor reference suites (test_adam_ref.c, test_rmsprop_ref.c): the
- * five buffers of fopt_adam_step_ref() / fopt_rmsprop_step_ref() (param, grad, three state slots)
- * and the invalid-input checks (status, message and every buffer byte-identical). */
+/* The single-tensor references (fopt_adam_step_ref, fopt_rmsprop_step_ref) described alike, for
+ * the checks their suites share (test_ref_common.c) and the buffers of their own tests
+ * (test_adam_ref.c, test_rmsprop_ref.c): five buffers b[0] param, b[1] grad, b[2..4] the
+ * optimizer's state slots (fopt_slot order). */
 #ifndef FUSEDOPT_TEST_REF_CHECKS_H
 #define FUSEDOPT_TEST_REF_CHECKS_H
 
@@ -9,20 +10,37 @@
 
 #include "fusedopt.h"
 
-/* One optimizer's reference step over b[0] param, b[1] grad and b[2..4] its state slots, every
- * pointer passed as given (NULL too); RMSprop's ignores `step`. cfg may be NULL. */
-typedef fopt_status (*ref_step_fn)(const void *cfg, int64_t step, size_t n, float *const *b);
+enum { REF_P, REF_G, REF_S0, REF_S1, REF_S2, REF_BUFS };
+
+typedef struct ref_bufs {
+    size_t n;
+    float *b[REF_BUFS];
+} ref_bufs;
+
+/* n floats each: b[0] uniform in [-1, 1), b[1] 10^U(-3, 2) with random signs, the states 0. */
+ref_bufs ref_bufs_make(size_t n, uint64_t seed);
+void ref_bufs_free(ref_bufs *a);
 
 typedef struct ref_optimizer {
-    const char *names[5];  /* the five buffers' names */
-    unsigned non_negative; /* bit k: b[k] is a second moment (non-negative) */
-    uint64_t reject_seed;  /* of ref_expect_rejected()'s random buffers */
-    ref_step_fn step;
+    const char *name;            /* "adam", "rmsprop" */
+    const char *names[REF_BUFS]; /* the buffers' names */
+    unsigned non_negative;       /* bit k: b[k] is a second moment (non-negative) */
+    unsigned moving;             /* bit k: state b[k] still changes with lr 0 */
+    uint64_t reject_seed;        /* of ref_expect_rejected()'s random buffers */
+    size_t cfg_size, lr_offset, maximize_offset;
+    /* the reference's step over b, every pointer passed as given (NULL too); RMSprop's ignores
+     * `step`. cfg may be NULL. */
+    fopt_status (*step)(const void *cfg, int64_t step, size_t n, float *const *b);
+    /* *cfg = configuration `which`: 0 the defaults, 1 weight decay wd (RMSprop: and momentum
+     * 0.9), 2 weight decay wd with every buffer in use (Adam: AdamW with AMSGrad; RMSprop:
+     * centered with momentum 0.5). */
+    void (*config)(void *cfg, int which, double wd);
 } ref_optimizer;
 
-/* Five buffers of n floats: b[0] param uniform in [-1, 1), b[1] grad 10^U(-3, 2), the states 0. */
-void ref_bufs_make(size_t n, uint64_t seed, float *b[5]);
-void ref_bufs_free(float *const b[5]);
+extern const ref_optimizer ref_adam, ref_rmsprop;
+
+/* o->step() over a's buffers. */
+fopt_status ref_step(const ref_optimizer *o, const void *cfg, int64_t step, ref_bufs *a);
 
 /* Random non-zero buffers (37 elements, second moments non-negative) and a call over n_call of
  * them with the pointers in null_mask (bit k: b[k]) replaced by NULL: must return
@@ -30,10 +48,12 @@ void ref_bufs_free(float *const b[5]);
 void ref_expect_rejected(const ref_optimizer *o, const void *cfg, int64_t step, size_t n_call,
                          unsigned null_mask, const char *rule);
 
-/* The double field at `offset` of each of nbases configs (cfg_size bytes each) set
- * to each bad value: every call (step 1, 37 elements, no NULL) rejected as above. */
-void ref_expect_field_rejected(const ref_optimizer *o, const void *bases, size_t nbases,
-                               size_t cfg_size, size_t offset, const char *field,
-                               const double *bad, size_t nbad);
+/* The shared checks (test_ref_common.c says what each checks). */
+void ref_check_maximize_negates_grad(const ref_optimizer *o);
+void ref_check_zero_lr_keeps_param(const ref_optimizer *o);
+void ref_check_empty_call(const ref_optimizer *o);
+void ref_check_null_buffers(const ref_optimizer *o);
+void ref_check_null_config(const ref_optimizer *o);
+void ref_check_bad_hyper_parameters(const ref_optimizer *o);
 
 #endif

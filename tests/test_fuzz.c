@@ -191,6 +191,29 @@ static void sealed_field_edits(fuzz_ctx *c, unsigned char *buf)
 #undef SEALED
 }
 
+/* `count` copies of the valid checkpoint, each with 1 to max_edits random edits: a bit flipped
+ * anywhere (flip), or a byte set to a random value (in the header for even copies); copies whose
+ * edits undid each other are skipped. */
+static void random_edits(fuzz_ctx *c, unsigned char *buf, test_rng *r, int count, int max_edits, bool flip,
+                         const char *what)
+{
+    for (int i = 0; i < count; i++) {
+        memcpy(buf, c->valid, c->size);
+        int edits = 1 + (int)(test_rng_next(r) % (uint64_t)max_edits);
+        for (int e = 0; e < edits; e++) {
+            if (flip) {
+                size_t bit = test_rng_next(r) % (c->size * 8);
+                buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            } else {
+                size_t at = test_rng_next(r) % (i % 2 ? c->size : sizeof(ckpt_header));
+                buf[at] = (unsigned char)test_rng_next(r);
+            }
+        }
+        if (memcmp(buf, c->valid, c->size) != 0)
+            expect_rejected(c, buf, c->size, what, i);
+    }
+}
+
 Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
 {
     gt_problem *p = fuzz_problem();
@@ -218,32 +241,12 @@ Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
     mark = c.cases;
 
     /* 2. random bit flips (1 to 3 bits) anywhere */
-    for (int i = 0; i < 10000; i++) {
-        memcpy(buf, valid, size);
-        int bits = 1 + (int)(test_rng_next(&r) % 3);
-        for (int b = 0; b < bits; b++) {
-            size_t bit = test_rng_next(&r) % (size * 8);
-            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-        }
-        if (memcmp(buf, valid, size) == 0)
-            continue; /* flips that undid each other */
-        expect_rejected(&c, buf, size, "bit flip", i);
-    }
+    random_edits(&c, buf, &r, 10000, 3, true, "bit flip");
     counts[1] = c.cases - mark;
     mark = c.cases;
 
     /* 3. random byte edits (1 to 8 bytes set to random values), half of them in the header */
-    for (int i = 0; i < 5000; i++) {
-        memcpy(buf, valid, size);
-        int edits = 1 + (int)(test_rng_next(&r) % 8);
-        for (int e = 0; e < edits; e++) {
-            size_t at = test_rng_next(&r) % (i % 2 ? size : sizeof(ckpt_header));
-            buf[at] = (unsigned char)test_rng_next(&r);
-        }
-        if (memcmp(buf, valid, size) == 0)
-            continue;
-        expect_rejected(&c, buf, size, "byte edit", i);
-    }
+    random_edits(&c, buf, &r, 5000, 8, false, "byte edit");
     counts[2] = c.cases - mark;
     mark = c.cases;
 

@@ -122,16 +122,25 @@ static mx_set *random_grads_set(const mx_config *c, fopt_dtype d, const size_t *
     return s;
 }
 
+/* random_grads_set() of the probe, and in *sum the sum of squares of its grads unscaled by scale. */
+static mx_set *probe_set(mx_config *c, fopt_dtype d, const size_t *sizes, size_t count, uint64_t seed, float scale,
+                         double *sum)
+{
+    *c = probe();
+    mx_set *s = random_grads_set(c, d, sizes, count, seed);
+    cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, count, &scale, sum), FOPT_SUCCESS);
+    return s;
+}
+
 Test(mixed_options, clipping_scales_the_unscaled_grad_by_max_norm_over_norm_plus_1e_6_only_when_below_one)
 {
     const size_t sizes[3] = {5000, 17, 16385};
     for (int di = 0; di < 3; di++) {
         const fopt_dtype d = k_dtypes[di];
-        mx_config c = probe();
-        mx_set *s = random_grads_set(&c, d, sizes, 3, 10 + (uint64_t)di);
+        mx_config c;
         const float sc = 3.0f;
         double sum;
-        cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, 3, &sc, &sum), FOPT_SUCCESS);
+        mx_set *s = probe_set(&c, d, sizes, 3, 10 + (uint64_t)di, sc, &sum);
         const double norm = sqrt(sum);
         /* active: a fifth of the norm */
         {
@@ -411,11 +420,10 @@ Test(mixed_options, an_external_grad_sq_sum_replaces_the_computed_sum_for_norm_c
     const size_t sizes[2] = {1000, 16385};
     for (int di = 0; di < 3; di++) {
         const fopt_dtype d = k_dtypes[di];
-        mx_config c = probe();
-        mx_set *s = random_grads_set(&c, d, sizes, 2, 60 + (uint64_t)di);
+        mx_config c;
         const float sc = 2.0f;
         double local;
-        cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, 2, &sc, &local), FOPT_SUCCESS);
+        mx_set *s = probe_set(&c, d, sizes, 2, 60 + (uint64_t)di, sc, &local);
         /* as if other ranks held 8 times as much: clipping to the local norm now bites by ~1/3 */
         const double ext = 9.0 * local;
         float norm = 0.0f;

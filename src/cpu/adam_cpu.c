@@ -53,10 +53,7 @@ fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *gs)
     return FOPT_CPU_PICK(isa, adam_kernels)[adam_variant(&gs->adam)];
 }
 
-#else /* ======================== template: one instruction set ======================== */
-
-#define T FOPT_TPL_T
-#define V(op) FOPT_TPL_V(op)
+#else /* ======================== template: one instruction set (T, V: cpu_instantiate.h) ===== */
 
 /* One thread's range, one variant (the int flags are constants at every call site). */
 FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int maximize,
@@ -107,7 +104,4 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
 ADAM_VARIANTS(ADAM_DEFINE)
 
 static const fopt_cpu_kernel FOPT_TPL_NAME(adam_kernels)[ADAM_NVARIANTS] = {ADAM_VARIANTS(ADAM_ENTRY)};
-
-#undef T
-#undef V
 #endif

@@ -22,7 +22,7 @@ const fopt_cpu_convert *fopt_cpu_converter(int isa) { return FOPT_CPU_PICK(isa, 
 
 /* A small layer of 32-bit integer lanes, FOPT_TPL_W of them (AVX-512F: 16, AVX2: 8): load 16-bit
  * values widened (zero- or sign-extended) or float bits, store narrowed to 16 bits or as floats,
- * and the integer ops the conversions need. Each conversion below is written once over it; the
+ * the integer ops the conversions need, and fp16 to and from floats. Each conversion below is written once over it; the
  * scalar instantiation (and every tail) uses kernels/dtype.h's element functions. */
 #define IV(op) FOPT_TPL_NAME(iv_##op)
 #if FOPT_TPL_W == 16
@@ -49,6 +49,12 @@ FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(gt)(__m512i a, __m512i b) { return _mm5
 FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(eq)(__m512i a, __m512i b) { return _mm512_cmpeq_epi32_mask(a, b); }
 /* m ? x : y */
 FOPT_INLINE FOPT_TPL_TARGET __m512i IV(sel)(__mmask16 m, __m512i x, __m512i y) { return _mm512_mask_blend_epi32(m, y, x); }
+/* fp16 to and from floats, round to nearest even */
+FOPT_INLINE FOPT_TPL_TARGET void IV(up_f16)(const uint16_t *s, float *d) { _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)s))); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(down_f16)(const float *s, uint16_t *d)
+{
+    _mm256_storeu_si256((__m256i *)d, _mm512_cvtps_ph(_mm512_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 #elif FOPT_TPL_W == 8
 #define FOPT_IV 1
 typedef __m256i FOPT_TPL_NAME(iv);
@@ -78,6 +84,12 @@ FOPT_INLINE FOPT_TPL_TARGET __m256i IV(mul)(__m256i a, __m256i b) { return _mm25
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(gt)(__m256i a, __m256i b) { return _mm256_cmpgt_epi32(a, b); }
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(eq)(__m256i a, __m256i b) { return _mm256_cmpeq_epi32(a, b); }
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sel)(__m256i m, __m256i x, __m256i y) { return _mm256_blendv_epi8(y, x, m); }
+/* fp16 to and from floats (F16C), round to nearest even */
+FOPT_INLINE FOPT_TPL_TARGET void IV(up_f16)(const uint16_t *s, float *d) { _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s))); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(down_f16)(const float *s, uint16_t *d)
+{
+    _mm_storeu_si128((__m128i *)d, _mm256_cvtps_ph(_mm256_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 #else
 #define FOPT_IV 0
 #endif
@@ -182,57 +194,27 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_encode)(const float *restrict s, u
         fopt_remainder_encode(s[i], &p[i], &r[i]);
 }
 
-#if FOPT_TPL_W == 8
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
 {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-    for (; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(d + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
-#elif FOPT_TPL_W == 16
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
-    for (; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(d + i),
-                            _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
-#else
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
+        IV(up_f16)(s + i, d + i);
 #endif
+    for (; i < n; i++)
+        d[i] = fopt_f16_to_f32(s[i]);
+}
+
+static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
+{
+    size_t i = 0;
+#if FOPT_IV
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
+        IV(down_f16)(s + i, d + i);
+#endif
+    for (; i < n; i++)
+        d[i] = fopt_f32_to_f16(s[i]);
+}
 #undef IV
 #undef I
 #undef M

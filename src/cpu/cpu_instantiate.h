@@ -2,7 +2,11 @@
  * that includes itself, see src/adam_cpu.c) with FOPT_TPL_* naming the vector type, its
  * operations (cpu_internal.h), its width and the target attribute:
  *   portable C (width 1, also the tail of the vector loops); on x86, AVX2 (8) and AVX-512F (16).
+ * Inside FOPT_TPL_FILE, T and V(op) are short for FOPT_TPL_T and FOPT_TPL_V(op).
  * Meant to be included more than once, so it has no include guard. */
+#define T FOPT_TPL_T
+#define V(op) FOPT_TPL_V(op)
+
 #define FOPT_TPL_NAME(x) x##_scalar
 #define FOPT_TPL_T fopt_v1
 #define FOPT_TPL_V(op) fopt_v1_##op
@@ -40,3 +44,6 @@
 #undef FOPT_TPL_W
 #undef FOPT_TPL_TARGET
 #endif
+
+#undef T
+#undef V

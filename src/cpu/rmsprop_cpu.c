@@ -50,10 +50,7 @@ fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *gs)
     return FOPT_CPU_PICK(isa, rms_kernels)[rms_variant(&gs->rmsprop)];
 }
 
-#else /* ======================== template: one instruction set ======================== */
-
-#define T FOPT_TPL_T
-#define V(op) FOPT_TPL_V(op)
+#else /* ======================== template: one instruction set (T, V: cpu_instantiate.h) ===== */
 
 /* One thread's range, one variant (the int flags are constants at every call site). */
 FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int maximize,
@@ -111,7 +108,4 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
 RMS_VARIANTS(RMS_DEFINE)
 
 static const fopt_cpu_kernel FOPT_TPL_NAME(rms_kernels)[RMS_NVARIANTS] = {RMS_VARIANTS(RMS_ENTRY)};
-
-#undef T
-#undef V
 #endif

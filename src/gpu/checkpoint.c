@@ -212,16 +212,5 @@ fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, 
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no state in slot %d",
                          tensor, (int)slot);
     size_t bytes = (size_t)e->numel * fopt_storage_bytes((fopt_storage)e->storage[slot]);
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
-    if (status != FOPT_SUCCESS)
-        return status;
-    FOPT_CUDA_TRY(fopt_dev_synchronize());
-    if (bytes > 0)
-        FOPT_CUDA_TRY(into_optimizer ? fopt_dev_memcpy(dev, buf, bytes) : fopt_dev_memcpy(buf, dev, bytes));
-    fopt_device_leave(&scope);
-    return FOPT_SUCCESS;
-fail:
-    fopt_device_leave(&scope);
-    return status;
+    return into_optimizer ? fopt_sync_copy(opt, dev, buf, bytes) : fopt_sync_copy(opt, buf, dev, bytes);
 }
