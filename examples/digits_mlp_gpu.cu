@@ -12,7 +12,8 @@
  *
  *   digits_mlp_gpu build/digits/digits.bin --csv gpu.csv     (same options as digits_mlp)
  *
- * Without a CUDA device it says so and exits 0. */
+ * Without a CUDA device it says so and exits 0, and so it does against a fusedopt built with the
+ * emulated device (-DFOPT_DEVICE_EMULATION=ON), which cannot stand in for cuBLAS. */
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -459,6 +460,12 @@ int main(int argc, char **argv)
 {
     digits_options o;
     digits_parse_args(argc, argv, &o);
+#ifdef FOPT_DEVICE_EMULATION
+    /* fusedopt's emulated device keeps "device" memory on the host; cuBLAS needs a real GPU */
+    std::printf("gpu: skipped: fusedopt is built with the emulated device, which cannot run cuBLAS "
+                "(digits_mlp trains the same model on the CPU)\n");
+    return 0;
+#endif
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
         std::printf("gpu: no CUDA device: skipped (digits_mlp trains the same model on the CPU)\n");

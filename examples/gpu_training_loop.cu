@@ -4,7 +4,9 @@
  * saved and restored with fopt_state_save()/fopt_state_load().
  *
  * The model minimises sum((w - target)^2) so the result is easy to check. Without a CUDA device
- * it says so and exits 0. */
+ * it says so and exits 0. Against a fusedopt built with the emulated device
+ * (-DFOPT_DEVICE_EMULATION=ON) it runs on the CPU: example_device.h maps the runtime calls below
+ * onto the library's device layer and runs the gradient kernel's body on the host. */
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -12,16 +14,20 @@
 
 #include <cuda_runtime.h>
 
+#include "example_device.h" /* before example_check.h: CHECK_CUDA's messages on the emulated device */
 #include "example_check.h"
 #include "fusedopt.h"
 
-/* "Backward": d/dw sum((w - target)^2) = 2 (w - target). */
-__global__ void grad_kernel(const float *w, float *g, float target, size_t n)
+/* "Backward": d/dw sum((w - target)^2) = 2 (w - target). The kernel's body is a function of
+ * (block, thread, threads per block, arguments), so it also runs on the emulated device. */
+static __host__ __device__ void grad_body(unsigned block, unsigned thread, unsigned threads,
+                                          const float *w, float *g, float target, size_t n)
 {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    size_t i = block * (size_t)threads + thread;
     if (i < n)
         g[i] = 2.0f * (w[i] - target);
 }
+EXAMPLE_KERNEL(grad_kernel, grad_body)
 
 int main()
 {
@@ -30,6 +36,9 @@ int main()
         std::printf("no CUDA device: nothing to train here (the CPU example runs anywhere)\n");
         return 0;
     }
+#ifdef FOPT_DEVICE_EMULATION
+    std::printf("emulated device (fusedopt built with FOPT_DEVICE_EMULATION): kernels run on the CPU\n");
+#endif
     const size_t sizes[2] = {1 << 20, 4097};
     float *w[2], *g[2];
     fopt_tensor tensors[2];
@@ -57,7 +66,7 @@ int main()
     std::vector<unsigned char> checkpoint;
     for (int it = 0; it < steps; it++) {
         for (int k = 0; k < 2; k++)
-            grad_kernel<<<(unsigned)((sizes[k] + 255) / 256), 256, 0, stream>>>(w[k], g[k], target, sizes[k]);
+            EXAMPLE_LAUNCH(grad_kernel, (sizes[k] + 255) / 256, 256, stream, w[k], g[k], target, sizes[k]);
         CHECK_CUDA(cudaGetLastError());
         CHECK_FOPT(fopt_set_lr(opt, 0.05 * 0.5 * (1.0 + std::cos(M_PI * it / steps))));
         CHECK_FOPT(fopt_step(opt, stream));

@@ -37,6 +37,18 @@
 static_assert(sizeof(fopt_tensor_entry) == 80, "host and device must agree on the table layout");
 static_assert(sizeof(fopt_step_args) <= 4096, "launch arguments must fit the classic 4 KB limit");
 
+/* A slot pointer read from the table: global memory. Said to the compiler, else it may emit
+ * generic loads and stores (LD/ST instead of LDG/STG; scripts/sass_check.sh checks). */
+template <class T>
+FOPT_HD T *fopt_global(const void *p, int64_t offset)
+{
+    T *q = static_cast<T *>(const_cast<void *>(p)) + offset;
+#ifdef __CUDA_ARCH__
+    __builtin_assume(__isGlobal(q));
+#endif
+    return q;
+}
+
 /* ---- storage types ---- */
 struct fopt_f32_t {
     typedef float T;
@@ -271,13 +283,12 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     const int64_t len = left < size ? left : size;
 
     Walker w;
-    w.param = static_cast<typename Walker::PT *>(e.slot[FOPT_TS_PARAM]) + begin;
-    w.grad = static_cast<typename Walker::PT *>(e.slot[FOPT_TS_GRAD]) + begin;
-    w.master = MASTER != FOPT_MASTER_NONE ? static_cast<typename Walker::MT *>(e.slot[FOPT_TS_MASTER]) + begin
-                                          : nullptr;
+    w.param = fopt_global<typename Walker::PT>(e.slot[FOPT_TS_PARAM], begin);
+    w.grad = fopt_global<typename Walker::PT>(e.slot[FOPT_TS_GRAD], begin);
+    w.master = MASTER != FOPT_MASTER_NONE ? fopt_global<typename Walker::MT>(e.slot[FOPT_TS_MASTER], begin) : nullptr;
 #pragma unroll
     for (int k = 0; k < FOPT_MAX_STATES; k++)
-        w.st[k] = (Walker::STATES & (1u << k)) ? static_cast<typename Walker::ST *>(e.slot[FOPT_TS_STATE0 + k]) + begin
+        w.st[k] = (Walker::STATES & (1u << k)) ? fopt_global<typename Walker::ST>(e.slot[FOPT_TS_STATE0 + k], begin)
                                                : nullptr;
     w.prep.use_scale = a.grad_scale != nullptr;
     w.prep.scale = a.grad_scale ? *a.grad_scale : 1.0f;

@@ -15,8 +15,8 @@ FOPT_HD void master_init_body(uint32_t block, uint32_t thread, const fopt_table 
     const int64_t begin = (int64_t)c.chunk << t.chunk_shift;
     const int64_t left = e.numel - begin, size = (int64_t)1 << t.chunk_shift;
     const int64_t len = left < size ? left : size;
-    const uint16_t *p = static_cast<const uint16_t *>(e.slot[FOPT_TS_PARAM]) + begin;
-    float *m = static_cast<float *>(e.slot[FOPT_TS_MASTER]) + begin;
+    const uint16_t *p = fopt_global<const uint16_t>(e.slot[FOPT_TS_PARAM], begin);
+    float *m = fopt_global<float>(e.slot[FOPT_TS_MASTER], begin);
     const bool f16 = e.storage[FOPT_TS_PARAM] == FOPT_ST_F16;
     for (int64_t i = thread; i < len; i += FOPT_BLOCK_THREADS)
         m[i] = f16 ? fopt_f16_to_f32(p[i]) : fopt_bf16_to_f32(p[i]);

@@ -46,7 +46,7 @@ FOPT_HD void lanes_of(const typename G::T *g, int64_t len, uint32_t t, bool vec,
     if (vec) {
         const int64_t whole = len >= base + 4 ? (len - base - 4) / FOPT_STAT_LANES + 1 : 0;
         for (int64_t k0 = 0; k0 < whole; k0 += kStatBatch) {
-            fopt_packet<typename G::T, 4> pk[kStatBatch];
+            fopt_packet<typename G::T, 4> pk[kStatBatch] = {};
 #pragma unroll
             for (int u = 0; u < kStatBatch; u++)
                 if (k0 + u < whole)
@@ -144,15 +144,15 @@ FOPT_HD void stats_phase(int phase, uint32_t block, uint32_t t, const fopt_stats
         double acc[4] = {0.0, 0.0, 0.0, 0.0};
         switch (e.storage[FOPT_TS_GRAD]) {
         case FOPT_ST_F32:
-            lanes_of<fopt_f32_t>(static_cast<const float *>(e.slot[FOPT_TS_GRAD]) + begin, len, t, vec,
+            lanes_of<fopt_f32_t>(fopt_global<const float>(e.slot[FOPT_TS_GRAD], begin), len, t, vec,
                                  a.grad_scale, acc);
             break;
         case FOPT_ST_F16:
-            lanes_of<fopt_f16_t>(static_cast<const uint16_t *>(e.slot[FOPT_TS_GRAD]) + begin, len, t,
+            lanes_of<fopt_f16_t>(fopt_global<const uint16_t>(e.slot[FOPT_TS_GRAD], begin), len, t,
                                  vec, a.grad_scale, acc);
             break;
         default:
-            lanes_of<fopt_bf16_t>(static_cast<const uint16_t *>(e.slot[FOPT_TS_GRAD]) + begin, len, t,
+            lanes_of<fopt_bf16_t>(fopt_global<const uint16_t>(e.slot[FOPT_TS_GRAD], begin), len, t,
                                   vec, a.grad_scale, acc);
             break;
         }

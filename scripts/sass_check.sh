@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SASS checks of the optimizer kernels, no GPU needed: disassembles the sm_90 machine code
-# embedded in libfusedopt.so and checks every optimizer kernel (a name containing "fopt_") for
-# local memory, the width of its global loads, and its register count.
+# embedded in libfusedopt.so and checks every optimizer kernel (by default a name containing
+# "fopt_"; the config's "select REGEX" line widens it) for local memory, the width of its global
+# loads, and its register count.
 #
 #   scripts/sass_check.sh [--config FILE] [--arch sm_NN] [--dump FILE] [LIB]
 #                                        LIB default build/libfusedopt.so (a .so or a .cubin)
@@ -18,8 +19,9 @@
 #     loads; 64 is accepted where the config says so, for 16-bit parameter storage);
 #   - uses more registers than its budget.
 # Budgets and load widths: scripts/sass_budget.txt (--config), "REGEX MAX_REGS LOAD_BITS" lines,
-# first match wins, then the "default" line; the file says more. A kernel named *stats* or
-# *prologue* that falls to the default line is not held to its load width.
+# first match wins, then the "default" line; an optional "select REGEX" line says which kernels
+# are checked (default: fopt_); the file says more. A kernel named *stats* or *prologue* that
+# falls to the default line is not held to its load width.
 # --dump FILE keeps the full sm_90 disassembly. --arch checks another architecture's SASS.
 #
 # Exit status: 0 clean ("sass_check: N kernels, 0 violations"), 1 violations (each listed),
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
     --dump) dump=$2; shift 2 ;;
     --self-test) mode=selftest; shift ;;
     --tools) mode=tools; shift ;;
-    -h|--help) sed -n "2,36p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,38p" "$0"; exit 0 ;;
     -*) echo "sass_check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     *) lib=$1; shift ;;
   esac
@@ -277,6 +279,12 @@ n=0
 while IFS= read -r line || [ -n "$line" ]; do
   n=$((n + 1))
   [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+  if [[ $line =~ ^[[:space:]]*select[[:space:]]+(.*[^[:space:]])[[:space:]]*$ ]]; then
+    re=${BASH_REMATCH[1]}
+    [[ "" =~ $re ]]; [ $? -ne 2 ] || die "$config:$n: bad regular expression: $re"
+    select_re=$re
+    continue
+  fi
   [[ $line =~ ^[[:space:]]*(.*[^[:space:]])[[:space:]]+([0-9]+)[[:space:]]+([0-9]+)[[:space:]]*$ ]] ||
     die "$config:$n: expected 'REGEX MAX_REGS LOAD_BITS': $line"
   re=${BASH_REMATCH[1]} regs=${BASH_REMATCH[2]} bits=${BASH_REMATCH[3]}

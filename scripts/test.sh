@@ -1,41 +1,219 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: a Release build, then the same tests built with AddressSanitizer and
-# UndefinedBehaviorSanitizer. GPU suites run where a CUDA device is present and report SKIP
-# elsewhere. Usage: scripts/test.sh   (env: FOPT_SKIP_SANITIZERS=1 to run the Release build only)
-set -euo pipefail
+# Runs the whole test suite in three builds (docs/TESTING.md says more):
+#
+#   release  build/          Release, CUDA backend, device code for sm_80 and sm_90. Every suite;
+#                            the gpu* suites run on a CUDA device and report SKIP without one.
+#                            Then: install + find_package/pkg-config consumers, and the SASS check
+#                            of build/libfusedopt.so (scripts/sass_check.sh).
+#   emu      build-emu/      Release, emulated device (-DFOPT_DEVICE_EMULATION=ON: the GPU object,
+#                            its kernels and the GPU suites run on the CPU; no device code). Every
+#                            suite, and no gpu* test may SKIP. Then the examples run on it.
+#   san      build-emu-san/  Debug (-O1), emulated device, AddressSanitizer + UndefinedBehaviorSanitizer
+#                            with leak checks: every suite again, the GPU object included; no gpu*
+#                            test may SKIP; random tensor lists of 300 tensors (FOPT_TEST_LIGHT=1).
+#                            A sanitizer report anywhere in the log fails, also one that Criterion
+#                            counts as a pass (a leak found when a test's process exits).
+#
+# Usage: scripts/test.sh
+#   env FOPT_TEST_BUILDS="release emu san"   which builds (default all three, in this order)
+#       FOPT_SKIP_SANITIZERS=1               drop "san"
+#       FOPT_SASS_CHECK=0                    skip the SASS check
+#       FOPT_SASS_REQUIRED=1                 fail when the SASS tools cannot be had (default: say
+#                                            so loudly and go on; violations always fail)
+# Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit: scripts/deps.sh tests installs
+# what is missing when run as root on Debian, and says what to install otherwise.
+# Ends with one line "tests: N passed, N failed, N skipped" over all builds; exit status non-zero
+# when anything failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 # Idle OpenMP threads sleep instead of spinning: the suite runs several tests at once on few cores.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] || export PATH=/usr/local/cuda/bin:$PATH
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$jobs"
-echo "== tests (Release) =="
-# --verbose lists every test, so a GPU suite shows as SKIP (not PASS) on a machine without a GPU.
-./build/tests/fusedopt_tests -j"$jobs" --verbose
+builds=${FOPT_TEST_BUILDS:-release emu san}
+[ "${FOPT_SKIP_SANITIZERS:-0}" != 1 ] || builds=${builds//san/}
 
-# ZeRO-1 (docs/ZERO.md): zero1_mpi under mpirun -np 1/2/3, zero1_nccl, shard suites on the emulated device
-bash scripts/zero1_check.sh build
+bash scripts/deps.sh tests || { echo "test.sh: missing dependencies (above); nothing was tested" >&2; exit 1; }
 
-echo "== install, then use it from another project (CMake find_package and pkg-config) =="
-prefix="$PWD/build/_install"
-rm -rf "$prefix" build/_consumer
-cmake --install build --prefix "$prefix" >/dev/null
-cmake -S examples -B build/_consumer -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build build/_consumer -j "$jobs" >/dev/null
-./build/_consumer/cpu_linear_regression | tail -n 1
-./build/_consumer/gpu_training_loop
-pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt)
-cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build/_consumer/pc_example
-LD_LIBRARY_PATH="$prefix/lib" ./build/_consumer/pc_example | tail -n 1
-echo "install: find_package(fusedopt) and pkg-config consumers built and ran"
+t_start=$SECONDS
+failures=()
+summary=()
+n_pass=0 n_fail=0 n_skip=0
+stage_failures=0
+fail() { failures+=("$1"); echo "test.sh: FAILED: $1" >&2; }
+# a failed step that is not a test (build, install, SASS, examples): counted as one failure
+fail_step() { stage_failures=$((stage_failures + 1)); fail "$1"; }
+elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
-if [ "${FOPT_SKIP_SANITIZERS:-0}" != 1 ]; then
-  cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DFOPT_SANITIZE=ON -DFOPT_BUILD_BENCH=OFF \
-        -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-  cmake --build build-san -j "$jobs"
-  echo "== tests (ASan + UBSan) =="
-  # The CUDA runtime maps memory where ASan keeps its shadow gap; leave that gap unprotected.
-  ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ./build-san/tests/fusedopt_tests -j"$jobs"
+# configure_build NAME DIR CMAKE_ARGS...: configure and build; non-zero on failure (log shown)
+configure_build() {
+  local name=$1 dir=$2; shift 2
+  local t0=$SECONDS
+  echo "== $name: configure and build ($dir) =="
+  mkdir -p "$dir"
+  if ! cmake -S . -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
+    cat "$dir/configure.log"; fail_step "$name: configure"; return 1
+  fi
+  grep -A3 -i 'CMake Warning' "$dir/configure.log" || true
+  if ! cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1; then
+    grep -E -B2 -A8 'error|Error' "$dir/build.log" | head -80; fail_step "$name: build (log $dir/build.log)"; return 1
+  fi
+  grep -E 'warning:' "$dir/build.log" | sort -u | head -20 || true
+  [ -x "$dir/tests/fusedopt_tests" ] || { fail_step "$name: no tests/fusedopt_tests (Criterion missing at configure?)"; return 1; }
+  echo "$name: built in $(elapsed "$t0")"
+}
+
+# run_suite NAME DIR NO_GPU_SKIP [env...]: the whole Criterion suite, verbose (every test listed, so
+# a GPU suite shows SKIP rather than PASS); counts into the totals
+run_suite() {
+  local name=$1 dir=$2 no_gpu_skip=$3; shift 3
+  local log=$dir/tests.log t0=$SECONDS rc
+  echo "== $name: tests =="
+  env "$@" timeout 2400 "./$dir/tests/fusedopt_tests" -j"$jobs" --verbose 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  local syn tested passing skipped
+  syn=$(grep -a 'Synthesis: Tested:' "$log" | tail -1)
+  tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$syn")
+  passing=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$syn")
+  skipped=$(grep -a -c '^\[SKIP\]' "$log")
+  if [ -z "$syn" ]; then
+    fail_step "$name: the test program ended without its summary (exit $rc)"
+    summary+=("$name: tests CRASHED (exit $rc)")
+    return
+  fi
+  n_pass=$((n_pass + passing)); n_fail=$((n_fail + tested - passing)); n_skip=$((n_skip + skipped))
+  if [ "$tested" -ne "$passing" ]; then
+    fail "$name: $((tested - passing)) of $tested tests failed"
+  elif [ "$rc" -ne 0 ]; then
+    fail_step "$name: the test program exited with $rc although its tests passed"
+  fi
+  # A leak or a sanitizer report at a test's exit is a "crash during teardown" that Criterion
+  # counts as a pass: find them in the log.
+  local reports
+  reports=$(grep -a -c -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|crashed during its setup or teardown' "$log")
+  if [ "$reports" -gt 0 ]; then
+    grep -a -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|crashed during its setup or teardown' "$log" | head -20
+    fail_step "$name: $reports sanitizer reports or crashes outside a test body (above)"
+  fi
+  local gpu_skips gpu_passes
+  gpu_skips=$(grep -a -c -E '^\[SKIP\] gpu[A-Za-z0-9_]*::' "$log")
+  gpu_passes=$(grep -a -c -E '^\[PASS\] gpu[A-Za-z0-9_]*::' "$log")
+  if [ "$no_gpu_skip" = 1 ]; then
+    if [ "$gpu_skips" -gt 0 ]; then
+      grep -a -E '^\[SKIP\] gpu[A-Za-z0-9_]*::' "$log"
+      fail_step "$name: $gpu_skips gpu* tests reported SKIP on the emulated device, where every one must run"
+    fi
+    [ "$gpu_passes" -gt 0 ] || fail_step "$name: no gpu* test passed on the emulated device"
+  fi
+  summary+=("$name: $passing/$tested passed, $skipped skipped ($gpu_passes gpu* passed, $gpu_skips gpu* skipped) in $(elapsed "$t0")")
+}
+
+for b in $builds; do
+  case $b in
+  release)
+    if configure_build release build -DCMAKE_BUILD_TYPE=Release; then
+      run_suite release build 0
+
+      echo "== release: install, then use it from another project (CMake find_package and pkg-config) =="
+      prefix="$root/build/_install"
+      rm -rf "$prefix" build/_consumer
+      if cmake --install build --prefix "$prefix" >/dev/null &&
+         cmake -S examples -B build/_consumer -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null &&
+         cmake --build build/_consumer -j "$jobs" >build/_consumer.log 2>&1 &&
+         ./build/_consumer/cpu_linear_regression | tail -n 1 &&
+         ./build/_consumer/gpu_training_loop &&
+         pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
+         cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build/_consumer/pc_example &&
+         LD_LIBRARY_PATH="$prefix/lib" ./build/_consumer/pc_example | tail -n 1; then
+        echo "install: find_package(fusedopt) and pkg-config consumers built and ran"
+        summary+=("release: install + consumers OK")
+      else
+        [ -f build/_consumer.log ] && tail -30 build/_consumer.log
+        fail_step "release: install/consumer check"
+      fi
+
+      echo "== release: ZeRO-1 examples (zero1_mpi under mpirun -np 1/2/3, zero1_nccl) =="
+      if bash scripts/zero1_check.sh build; then
+        summary+=("release: ZeRO-1 examples OK (zero1: match with 1, 2 and 3 MPI ranks)")
+      else
+        fail_step "release: ZeRO-1 examples (scripts/zero1_check.sh build)"
+      fi
+
+      if [ "${FOPT_SASS_CHECK:-1}" != 0 ]; then
+        echo "== release: SASS check of build/libfusedopt.so =="
+        # Only the tools' absence (no cuobjdump in the toolkit, PyPI unreachable) is forgiven;
+        # a violation, a missing architecture or a missing kernel fails.
+        if bash scripts/sass_check.sh --tools >build/sass-tools.log 2>&1; then
+          bash scripts/sass_check.sh build/libfusedopt.so 2>&1 | tee build/sass_check.txt
+          if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+            summary+=("release: SASS check OK: $(tail -n 1 build/sass_check.txt)")
+          else
+            fail_step "release: SASS check (scripts/sass_check.sh build/libfusedopt.so)"
+          fi
+        else
+          cat build/sass-tools.log
+          echo "test.sh: SASS CHECK NOT RUN: cuobjdump/nvdisasm are not in the CUDA toolkit and could not be installed from PyPI (above)"
+          summary+=("release: SASS check NOT RUN (no cuobjdump/nvdisasm, PyPI unreachable)")
+          [ "${FOPT_SASS_REQUIRED:-0}" != 1 ] || fail_step "release: SASS tools unavailable and FOPT_SASS_REQUIRED=1"
+        fi
+      fi
+    fi
+    ;;
+  emu)
+    if configure_build emu build-emu -DCMAKE_BUILD_TYPE=Release -DFOPT_DEVICE_EMULATION=ON \
+         -DFOPT_BUILD_BENCH=OFF -DCMAKE_CUDA_ARCHITECTURES=90; then
+      run_suite emu build-emu 1
+      echo "== emu: examples on the emulated device =="
+      if ./build-emu/examples/cpu_linear_regression | tail -n 1 &&
+         ./build-emu/examples/gpu_training_loop &&
+         ./build-emu/examples/gpu_amp_training &&
+         ./build-emu/examples/digits_mlp_gpu /nonexistent.bin | tee build-emu/digits_mlp_gpu.log &&
+         grep -q 'skipped: fusedopt is built with the emulated device' build-emu/digits_mlp_gpu.log; then
+        summary+=("emu: examples OK (gpu_training_loop, gpu_amp_training on the emulated device; digits_mlp_gpu says it skips)")
+      else
+        fail_step "emu: examples"
+      fi
+    fi
+    ;;
+  san)
+    # Debug at -O1 (what ASan's documentation recommends: -O0 makes the suite several times slower)
+    if configure_build san build-emu-san -DCMAKE_BUILD_TYPE=Debug -DFOPT_SANITIZE=ON -DFOPT_DEVICE_EMULATION=ON \
+         -DFOPT_BUILD_BENCH=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
+         "-DCMAKE_C_FLAGS_DEBUG=-g -O1" "-DCMAKE_CUDA_FLAGS_DEBUG=-g -O1"; then
+      # protect_shadow_gap=0: the CUDA runtime (linked, unused here) may map memory in ASan's gap.
+      # FOPT_TEST_LIGHT=1: the random tensor lists hold 300 tensors instead of thousands (the
+      # unsanitized builds run the full lists); unoptimised and sanitized, they would take minutes.
+      run_suite san build-emu-san 1 ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FOPT_TEST_LIGHT=1
+    fi
+    ;;
+  *) fail_step "unknown build '$b' in FOPT_TEST_BUILDS (release emu san)" ;;
+  esac
+done
+
+# The Python package (python/fusedopt) against the Release library, and its GPU code path against
+# the emulated one when that was built; CUDA tests skip without a GPU.
+if [ -f build/libfusedopt.so ] && [ "${FOPT_PYTEST:-1}" != 0 ]; then
+  echo "== python: pytest python/tests =="
+  if /usr/bin/python3 -c 'import torch, pytest' >/dev/null 2>&1; then
+    t0=$SECONDS
+    if FUSEDOPT_LIB="$root/build/libfusedopt.so" FUSEDOPT_EMU_LIB="$root/build-emu/libfusedopt.so" \
+         /usr/bin/python3 -m pytest python/tests -q -p no:cacheprovider 2>&1 | tee build/pytest.log &&
+       [ "${PIPESTATUS[0]}" -eq 0 ]; then
+      summary+=("python: $(grep -E '[0-9]+ passed' build/pytest.log | tail -1) in $(elapsed "$t0")")
+    else
+      fail_step "python: pytest python/tests (build/pytest.log)"
+    fi
+  else
+    echo "test.sh: no torch/pytest for /usr/bin/python3: the Python tests did not run (scripts/deps.sh pytest)"
+    [ "${CI:-}" != true ] || fail_step "python: torch/pytest missing in CI"
+  fi
 fi
+
+echo "== summary ($(elapsed "$t_start")) =="
+for s in "${summary[@]}"; do echo "$s"; done
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "tests: $n_pass passed, $((n_fail + stage_failures)) failed, $n_skip skipped"
+[ ${#failures[@]} -eq 0 ]

@@ -5,8 +5,7 @@
 #   2. zero1_nccl built (NCCL from the CUDA toolkit, Python's nvidia-nccl-cu13, or fetched from
 #      PyPI by scripts/fetch_nccl.sh into BUILD/_deps/nccl when neither has it) and run: it
 #      compares with the CPU reference on every local GPU, or says it skips without one;
-#   3. the shard test suites (tests/test_shard.c) on the emulated device, so that their shard_gpu
-#      tests run, not skip, on a machine without a GPU (an emulated build in BUILD/_emu).
+# (The shard test suites run with the rest in test.sh's emulated builds, where shard_gpu runs too.)
 #
 #   scripts/zero1_check.sh [BUILD]      default BUILD=build
 #
@@ -50,10 +49,3 @@ fi
 
 echo "== ZeRO-1: zero1_nccl =="
 "$build/examples/zero1_nccl" | tail -n 2
-
-echo "== ZeRO-1: shard suites on the emulated device =="
-emu="$build/_emu"
-cmake -S . -B "$emu" -DCMAKE_BUILD_TYPE=Release -DFOPT_DEVICE_EMULATION=ON -DFOPT_BUILD_BENCH=OFF >/dev/null
-cmake --build "$emu" -j "$jobs" --target fusedopt_tests
-# --verbose lists each test (PASS, not SKIP: the emulated device is a device); the rest are filtered out
-"$emu/tests/fusedopt_tests" -j"$jobs" --filter 'shard*' --verbose 2>&1 | grep -v 'Test is disabled'

@@ -67,7 +67,9 @@ class StepOptions(ctypes.Structure):
 
 class HostTensor(ctypes.Structure):
     _fields_ = [("param", _vp), ("grad", _vp), ("numel", ctypes.c_size_t), ("dtype", _c_int),
-                ("master", _vp), ("state", _vp * 3)]
+                ("master", _vp), ("state", _vp * 3),
+                # appended for shards (fopt_shard_pieces); zero: a whole tensor at its position
+                ("piece", ctypes.c_bool), ("tensor", ctypes.c_size_t), ("elem_offset", ctypes.c_uint64)]
 
 
 class Tensor(ctypes.Structure):

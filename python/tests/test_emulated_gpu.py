@@ -358,10 +358,6 @@ def test_device_failures_walk(emu):
             ("load", "fopt_set_step_count")} <= seen, seen
 
 
-@pytest.mark.xfail(strict=True, reason="libfusedopt 0.2 issue: fopt_step_ex with found_inf, "
-                   "when the count is already on the device, advances the device step count in "
-                   "the statistics kernel before the step kernel is launched; if that launch "
-                   "fails the call reports the error but the count stays advanced")
 def test_failed_amp_step_keeps_the_step_count(emu):
     ps, qs = twins([(10,)])
     g = on(emu, fo.Adam(ps, lr=1e-2))
