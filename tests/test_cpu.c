@@ -206,78 +206,27 @@ static const optimizer_arrays k_adam = {
     "adam", k_adam_names, {-3, -6, -10, -10}, {1, -1, -2, -2}, {17, 11, 13, 0},
     {false, false, true, true}, 1000, adam_step};
 
-static void check_adam_variant(const fopt_adam_config *cfg, const char *variant)
-{
-    check_variant(&k_adam, cfg, variant);
-}
+/* A Criterion test of the fast path against the reference on one variant: OPT's default config
+ * (c) with the statements that follow the label applied. */
+#define VARIANT_TEST(test, opt, label, ...)                                                        \
+    Test(cpu, test)                                                                                \
+    {                                                                                              \
+        fopt_##opt##_config c = fopt_##opt##_config_default();                                     \
+        __VA_ARGS__;                                                                               \
+        check_variant(&k_##opt, &c, label);                                                        \
+    }
 
-Test(cpu, adam_defaults)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    check_adam_variant(&c, "defaults");
-}
-
-Test(cpu, adam_l2)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.weight_decay = 0.05;
-    check_adam_variant(&c, "L2");
-}
-
-Test(cpu, adamw)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.lr = 1e-2;
-    c.weight_decay = 0.1;
-    c.decoupled_weight_decay = true;
-    check_adam_variant(&c, "AdamW");
-}
-
-Test(cpu, adam_amsgrad)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.amsgrad = true;
-    check_adam_variant(&c, "AMSGrad");
-}
-
-Test(cpu, adamw_amsgrad)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.amsgrad = true;
-    c.decoupled_weight_decay = true;
-    c.weight_decay = 1e-2;
-    check_adam_variant(&c, "AdamW+AMSGrad");
-}
-
-Test(cpu, adam_maximize_l2)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.maximize = true;
-    c.weight_decay = 0.01;
-    check_adam_variant(&c, "maximize+L2");
-}
-
-Test(cpu, adam_small_beta1)
-{
-    /* 1 - beta1 >= 0.5: PyTorch's lerp takes its other form. */
-    fopt_adam_config c = fopt_adam_config_default();
-    c.beta1 = 0.3;
-    c.beta2 = 0.5;
-    c.eps = 1e-6;
-    check_adam_variant(&c, "small beta1");
-}
-
-Test(cpu, adam_everything)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.lr = 0.1;
-    c.beta1 = 0.0;
-    c.maximize = true;
-    c.amsgrad = true;
-    c.decoupled_weight_decay = true;
-    c.weight_decay = 0.5;
-    check_adam_variant(&c, "maximize+AdamW+AMSGrad+beta1 0");
-}
+VARIANT_TEST(adam_defaults, adam, "defaults")
+VARIANT_TEST(adam_l2, adam, "L2", c.weight_decay = 0.05)
+VARIANT_TEST(adamw, adam, "AdamW", c.lr = 1e-2, c.weight_decay = 0.1, c.decoupled_weight_decay = true)
+VARIANT_TEST(adam_amsgrad, adam, "AMSGrad", c.amsgrad = true)
+VARIANT_TEST(adamw_amsgrad, adam, "AdamW+AMSGrad", c.amsgrad = true, c.decoupled_weight_decay = true,
+             c.weight_decay = 1e-2)
+VARIANT_TEST(adam_maximize_l2, adam, "maximize+L2", c.maximize = true, c.weight_decay = 0.01)
+/* 1 - beta1 >= 0.5: PyTorch's lerp takes its other form. */
+VARIANT_TEST(adam_small_beta1, adam, "small beta1", c.beta1 = 0.3, c.beta2 = 0.5, c.eps = 1e-6)
+VARIANT_TEST(adam_everything, adam, "maximize+AdamW+AMSGrad+beta1 0", c.lr = 0.1, c.beta1 = 0.0,
+             c.maximize = true, c.amsgrad = true, c.decoupled_weight_decay = true, c.weight_decay = 0.5)
 
 /* ---------------------------------------------------------------------------------------------
  * RMSprop
@@ -300,73 +249,17 @@ static const optimizer_arrays k_rmsprop = {
     "rmsprop", k_rms_names, {-3, -8, -4, -6}, {1, -1, 0, -2}, {17, 13, 11, 7},
     {false, true, false, false}, 2000, rmsprop_step};
 
-static void check_rmsprop_variant(const fopt_rmsprop_config *cfg, const char *variant)
-{
-    check_variant(&k_rmsprop, cfg, variant);
-}
-
-Test(cpu, rmsprop_plain)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    check_rmsprop_variant(&c, "plain");
-}
-
-Test(cpu, rmsprop_weight_decay)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.weight_decay = 0.05;
-    check_rmsprop_variant(&c, "weight decay");
-}
-
-Test(cpu, rmsprop_momentum)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.momentum = 0.9;
-    check_rmsprop_variant(&c, "momentum");
-}
-
-Test(cpu, rmsprop_centered)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.centered = true;
-    check_rmsprop_variant(&c, "centered");
-}
-
-Test(cpu, rmsprop_centered_momentum)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.centered = true;
-    c.momentum = 0.5;
-    c.weight_decay = 0.01;
-    check_rmsprop_variant(&c, "centered+momentum+wd");
-}
-
-Test(cpu, rmsprop_maximize)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.maximize = true;
-    check_rmsprop_variant(&c, "maximize");
-}
-
-Test(cpu, rmsprop_small_alpha)
-{
-    /* 1 - alpha >= 0.5: grad_avg's lerp takes PyTorch's other form. */
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.alpha = 0.3;
-    c.centered = true;
-    check_rmsprop_variant(&c, "small alpha, centered");
-}
-
-Test(cpu, rmsprop_everything)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.alpha = 0.0;
-    c.maximize = true;
-    c.centered = true;
-    c.momentum = 0.9;
-    c.weight_decay = 0.1;
-    check_rmsprop_variant(&c, "alpha 0, everything on");
-}
+VARIANT_TEST(rmsprop_plain, rmsprop, "plain")
+VARIANT_TEST(rmsprop_weight_decay, rmsprop, "weight decay", c.weight_decay = 0.05)
+VARIANT_TEST(rmsprop_momentum, rmsprop, "momentum", c.momentum = 0.9)
+VARIANT_TEST(rmsprop_centered, rmsprop, "centered", c.centered = true)
+VARIANT_TEST(rmsprop_centered_momentum, rmsprop, "centered+momentum+wd", c.centered = true, c.momentum = 0.5,
+             c.weight_decay = 0.01)
+VARIANT_TEST(rmsprop_maximize, rmsprop, "maximize", c.maximize = true)
+/* 1 - alpha >= 0.5: grad_avg's lerp takes PyTorch's other form. */
+VARIANT_TEST(rmsprop_small_alpha, rmsprop, "small alpha, centered", c.alpha = 0.3, c.centered = true)
+VARIANT_TEST(rmsprop_everything, rmsprop, "alpha 0, everything on", c.alpha = 0.0, c.maximize = true,
+             c.centered = true, c.momentum = 0.9, c.weight_decay = 0.1)
 
 /* ---------------------------------------------------------------------------------------------
  * Special values: NaN, infinities, zeros of both signs, subnormals, and the centered variance
