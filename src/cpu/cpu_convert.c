@@ -22,8 +22,9 @@ const fopt_cpu_convert *fopt_cpu_converter(int isa) { return FOPT_CPU_PICK(isa, 
 
 /* A small layer of 32-bit integer lanes, FOPT_TPL_W of them (AVX-512F: 16, AVX2: 8): load 16-bit
  * values widened (zero- or sign-extended) or float bits, store narrowed to 16 bits or as floats,
- * the integer ops the conversions need, and fp16 to and from floats. Each conversion below is written once over it; the
- * scalar instantiation (and every tail) uses kernels/dtype.h's element functions. */
+ * the integer ops the conversions need, and fp16 to and from floats. Each conversion below is
+ * written once over it; the scalar instantiation (and every tail) uses kernels/dtype.h's element
+ * functions. */
 #define IV(op) FOPT_TPL_NAME(iv_##op)
 /* Per width: the lane types, the intrinsics' names (IVX_EPI(add): _mm512_add_epi32 or
  * _mm256_add_epi32, likewise IVX_SI, IVX_PS, IVX_CVT), the half-width integer load and store, the
@@ -119,27 +120,30 @@ FOPT_INLINE FOPT_TPL_TARGET I IV(hash)(I x)
 }
 #endif
 
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_bf16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
+/* The vector part of a conversion loop over i (nothing in the scalar instantiation), then its
+ * scalar tail. */
 #if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(stf)(d + i, FOPT_IV_SLLI(IV(ld16)(s + i), 16));
+#define IV_LOOP(stmt)                                                                              \
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)                                                   \
+        stmt;
+#else
+#define IV_LOOP(stmt)
 #endif
-    for (; i < n; i++)
-        d[i] = fopt_bf16_to_f32(s[i]);
-}
+/* An array conversion of one input s (type S) to one output d (type D): `vec` on FOPT_TPL_W
+ * elements at i, `elem` (kernels/dtype.h) on each of the rest. */
+#define CONVERT_1TO1(name, S, D, vec, elem)                                                        \
+    static FOPT_TPL_TARGET void FOPT_TPL_NAME(name)(const S *restrict s, D *restrict d, size_t n)  \
+    {                                                                                              \
+        size_t i = 0;                                                                              \
+        IV_LOOP(vec)                                                                               \
+        for (; i < n; i++)                                                                         \
+            d[i] = elem(s[i]);                                                                     \
+    }
 
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(st16)(d + i, IV(rne)(IV(ldf)(s + i)));
-#endif
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_bf16(s[i]);
-}
+CONVERT_1TO1(up_bf16, uint16_t, float, IV(stf)(d + i, FOPT_IV_SLLI(IV(ld16)(s + i), 16)), fopt_bf16_to_f32)
+CONVERT_1TO1(down_bf16, float, uint16_t, IV(st16)(d + i, IV(rne)(IV(ldf)(s + i))), fopt_f32_to_bf16)
+CONVERT_1TO1(up_f16, uint16_t, float, IV(up_f16)(s + i, d + i), fopt_f16_to_f32)
+CONVERT_1TO1(down_f16, float, uint16_t, IV(down_f16)(s + i, d + i), fopt_f32_to_f16)
 
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16_sr)(const float *restrict s, uint16_t *restrict d,
                                                         size_t n, uint64_t key, uint64_t first)
@@ -170,10 +174,7 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_decode)(const uint16_t *restrict p
                                                       float *restrict d, size_t n)
 {
     size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(stf)(d + i, IV(add)(FOPT_IV_SLLI(IV(ld16)(p + i), 16), IV(ld16s)(r + i)));
-#endif
+    IV_LOOP(IV(stf)(d + i, IV(add)(FOPT_IV_SLLI(IV(ld16)(p + i), 16), IV(ld16s)(r + i))))
     for (; i < n; i++)
         d[i] = fopt_remainder_decode(p[i], r[i]);
 }
@@ -195,28 +196,9 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_encode)(const float *restrict s, u
         fopt_remainder_encode(s[i], &p[i], &r[i]);
 }
 
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(up_f16)(s + i, d + i);
-#endif
-    for (; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(down_f16)(s + i, d + i);
-#endif
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
 #undef IV
+#undef IV_LOOP
+#undef CONVERT_1TO1
 #undef I
 #undef M
 #undef FOPT_IV
