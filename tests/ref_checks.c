@@ -45,6 +45,38 @@ static void rmsprop_config(void *out, int which, double wd)
     memcpy(out, &c, sizeof c);
 }
 
+/* The variants each golden file must cover (with the shapes ref_check_golden_coverage wants of
+ * both), and for RMSprop a case that starts from a warm state. */
+static const char *const k_adam_variants[] = {
+    "plain", "L2", "AdamW", "AMSGrad", "AMSGrad+AdamW", "maximize", "maximize+wd", "lerp's other form",
+    "first step >= 10^6"};
+
+static void adam_variants(const golden_case *c, bool v[REF_MAX_VARIANTS])
+{
+    const fopt_adam_config *a = &c->adam;
+    const bool wd = a->weight_decay > 0.0, dec = a->decoupled_weight_decay;
+    const bool has[] = {!a->amsgrad && !a->maximize && !wd, !dec && wd, dec && wd, a->amsgrad, a->amsgrad && dec,
+                        a->maximize, a->maximize && wd, (float)(1.0 - a->beta1) >= 0.5f,
+                        c->first_step >= 1000000};
+    memcpy(v, has, sizeof has);
+}
+
+static const char *const k_rmsprop_variants[] = {
+    "plain", "weight decay", "momentum", "centered", "centered+momentum", "maximize",
+    "grad_avg lerp's other form", "eps >= 1e-3", "warm start"};
+
+static void rmsprop_variants(const golden_case *c, bool v[REF_MAX_VARIANTS])
+{
+    const fopt_rmsprop_config *o = &c->rmsprop;
+    bool warm = false;
+    for (size_t j = 0; j < c->n && !warm; j++)
+        warm = c->state0[0][j] != 0.0f;
+    const bool wd = o->weight_decay > 0.0, mom = o->momentum > 0.0;
+    const bool has[] = {!wd && !mom && !o->centered && !o->maximize, wd, mom, o->centered, o->centered && mom,
+                        o->maximize, o->centered && (float)(1.0 - o->alpha) >= 0.5f, o->eps >= 1e-3, warm};
+    memcpy(v, has, sizeof has);
+}
+
 const ref_optimizer ref_adam = {
     "adam",
     {"param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
@@ -56,6 +88,12 @@ const ref_optimizer ref_adam = {
     offsetof(fopt_adam_config, maximize),
     adam_step,
     adam_config,
+    "golden_adam.bin",
+    GOLDEN_ADAM,
+    1,
+    k_adam_variants,
+    sizeof k_adam_variants / sizeof k_adam_variants[0],
+    adam_variants,
 };
 
 const ref_optimizer ref_rmsprop = {
@@ -69,6 +107,12 @@ const ref_optimizer ref_rmsprop = {
     offsetof(fopt_rmsprop_config, maximize),
     rmsprop_step,
     rmsprop_config,
+    "golden_rmsprop.bin",
+    GOLDEN_RMSPROP,
+    0,
+    k_rmsprop_variants,
+    sizeof k_rmsprop_variants / sizeof k_rmsprop_variants[0],
+    rmsprop_variants,
 };
 
 /* Bad values of the hyper-parameters, by the range they must be in. */
@@ -250,4 +294,46 @@ void ref_check_empty_call(const ref_optimizer *o)
         cr_expect_eq(memcmp(a.b[k], b.b[k], 8 * sizeof(float)), 0, "%s: %s written", o->name, o->names[k]);
     ref_bufs_free(&a), ref_bufs_free(&b);
     free(cfg);
+}
+
+void ref_check_golden_cases(const ref_optimizer *o)
+{
+    char label[32];
+    snprintf(label, sizeof label, "%s_ref", o->name);
+    const bool adam = o->golden_optimizer == GOLDEN_ADAM;
+    double worst = golden_check_file(o->golden_file, adam ? fopt_adam_step_ref : NULL,
+                                     adam ? NULL : fopt_rmsprop_step_ref, 1e-5, label);
+    cr_log_info("%s: worst relative error over the golden cases %.3g", label, worst);
+}
+
+void ref_check_golden_coverage(const ref_optimizer *o)
+{
+    cr_assert(o->n_variants <= REF_MAX_VARIANTS);
+    golden_case *cs;
+    size_t n_cases = golden_load(o->golden_file, &cs);
+    int step1 = 0, tiny_n = 0, big_odd_n = 0, overflow = 0, seen[REF_MAX_VARIANTS] = {0};
+    for (size_t i = 0; i < n_cases; i++) {
+        const golden_case *c = &cs[i];
+        cr_assert_eq(c->optimizer, o->golden_optimizer, "%s: %s is of optimizer %d", o->golden_file,
+                     c->name, c->optimizer);
+        step1 += c->steps == 1 && c->first_step == 1;
+        tiny_n += c->n <= 5;
+        big_odd_n += c->n >= 1000 && c->n % 2 == 1;
+        for (size_t j = 0; j < c->n; j++)
+            if (isinf(c->state[o->golden_sq_slot][j])) {
+                overflow++;
+                break;
+            }
+        cr_expect(c->steps >= 25 || c->steps == 1 || c->first_step > 1, "%s: %u steps", c->name,
+                  c->steps);
+        bool v[REF_MAX_VARIANTS] = {false};
+        o->variants(c, v);
+        for (size_t k = 0; k < o->n_variants; k++)
+            seen[k] += v[k];
+    }
+    golden_free(cs, n_cases);
+    cr_expect(step1 && tiny_n && big_odd_n && overflow, "%s: step1 %d, tiny %d, big odd %d, overflow %d",
+              o->golden_file, step1, tiny_n, big_odd_n, overflow);
+    for (size_t k = 0; k < o->n_variants; k++)
+        cr_expect(seen[k] > 0, "%s: no case of variant %s", o->golden_file, o->variant_names[k]);
 }

@@ -5,10 +5,12 @@
 #ifndef FUSEDOPT_TEST_REF_CHECKS_H
 #define FUSEDOPT_TEST_REF_CHECKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "fusedopt.h"
+#include "golden.h"
 
 enum { REF_P, REF_G, REF_S0, REF_S1, REF_S2, REF_BUFS };
 
@@ -20,6 +22,8 @@ typedef struct ref_bufs {
 /* n floats each: b[0] uniform in [-1, 1), b[1] 10^U(-3, 2) with random signs, the states 0. */
 ref_bufs ref_bufs_make(size_t n, uint64_t seed);
 void ref_bufs_free(ref_bufs *a);
+
+#define REF_MAX_VARIANTS 16
 
 typedef struct ref_optimizer {
     const char *name;            /* "adam", "rmsprop" */
@@ -35,6 +39,14 @@ typedef struct ref_optimizer {
      * 0.9), 2 weight decay wd with every buffer in use (Adam: AdamW with AMSGrad; RMSprop:
      * centered with momentum 0.5). */
     void (*config)(void *cfg, int which, double wd);
+    /* PyTorch's golden vectors: the file, its optimizer (GOLDEN_ADAM, GOLDEN_RMSPROP), the state
+     * slot of the squares, and the variants the file must cover: variants(c, v) sets v[k] when
+     * case c is of variant variant_names[k]. */
+    const char *golden_file;
+    int golden_optimizer, golden_sq_slot;
+    const char *const *variant_names;
+    size_t n_variants;
+    void (*variants)(const golden_case *c, bool v[REF_MAX_VARIANTS]);
 } ref_optimizer;
 
 extern const ref_optimizer ref_adam, ref_rmsprop;
@@ -55,5 +67,7 @@ void ref_check_empty_call(const ref_optimizer *o);
 void ref_check_null_buffers(const ref_optimizer *o);
 void ref_check_null_config(const ref_optimizer *o);
 void ref_check_bad_hyper_parameters(const ref_optimizer *o);
+void ref_check_golden_cases(const ref_optimizer *o);
+void ref_check_golden_coverage(const ref_optimizer *o);
 
 #endif

@@ -1,5 +1,5 @@
-/* The Adam / AdamW CPU reference: PyTorch's golden vectors, hand-checkable properties, and one
- * check per invalid-input rule (status and every buffer byte-identical). */
+/* The Adam / AdamW CPU reference: hand-checkable properties and one check per invalid-input rule
+ * (status and every buffer byte-identical); the golden vectors and the shared checks: test_ref_common.c. */
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -11,58 +11,8 @@
 #include <criterion/criterion.h>
 
 #include "fusedopt.h"
-#include "golden.h"
 #include "ref_checks.h"
 #include "util.h"
-
-#define GOLDEN_TOL 1e-5
-
-/* ---------------------------------------------------------------------------------------------
- * Golden vectors
- * ------------------------------------------------------------------------------------------- */
-
-Test(adam_ref, matches_pytorch_on_every_golden_case)
-{
-    double worst = golden_check_file("golden_adam.bin", fopt_adam_step_ref, NULL, GOLDEN_TOL,
-                                     "adam_ref");
-    cr_log_info("adam_ref: worst relative error over the golden cases %.3g", worst);
-}
-
-/* Guards against a regenerated file that lost coverage. */
-Test(adam_ref, golden_file_covers_every_variant)
-{
-    golden_case *cs;
-    size_t count = golden_load("golden_adam.bin", &cs);
-    int plain = 0, l2 = 0, adamw = 0, ams = 0, ams_w = 0, maxi = 0, maxi_wd = 0, other_lerp = 0;
-    int step1 = 0, late = 0, tiny_n = 0, big_odd_n = 0, overflow = 0;
-    for (size_t i = 0; i < count; i++) {
-        const golden_case *c = &cs[i];
-        const fopt_adam_config *a = &c->adam;
-        cr_assert_eq(c->optimizer, GOLDEN_ADAM, "%s is not an Adam case", c->name);
-        plain += !a->amsgrad && !a->maximize && a->weight_decay == 0.0;
-        l2 += !a->decoupled_weight_decay && a->weight_decay > 0.0;
-        adamw += a->decoupled_weight_decay && a->weight_decay > 0.0;
-        ams += a->amsgrad;
-        ams_w += a->amsgrad && a->decoupled_weight_decay;
-        maxi += a->maximize;
-        maxi_wd += a->maximize && a->weight_decay > 0.0;
-        other_lerp += (float)(1.0 - a->beta1) >= 0.5f;
-        step1 += c->steps == 1 && c->first_step == 1;
-        late += c->first_step >= 1000000;
-        tiny_n += c->n <= 5;
-        big_odd_n += c->n >= 1000 && c->n % 2 == 1;
-        for (size_t j = 0; j < c->n; j++)
-            if (isinf(c->state[1][j])) {
-                overflow++;
-                break;
-            }
-        cr_expect(c->steps >= 25 || c->steps == 1 || c->first_step > 1, "%s: %u steps", c->name,
-                  c->steps);
-    }
-    golden_free(cs, count);
-    cr_expect(plain && l2 && adamw && ams && ams_w && maxi && maxi_wd && other_lerp);
-    cr_expect(step1 && late && tiny_n && big_odd_n && overflow);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Properties (those both references have: test_ref_common.c)

@@ -1,5 +1,5 @@
-/* The RMSprop CPU reference: PyTorch's golden vectors, hand-checkable properties, and one check
- * per invalid-input rule (status and every buffer byte-identical). */
+/* The RMSprop CPU reference: hand-checkable properties and one check per invalid-input rule
+ * (status and every buffer byte-identical); the golden vectors and the shared checks: test_ref_common.c. */
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -11,58 +11,8 @@
 #include <criterion/criterion.h>
 
 #include "fusedopt.h"
-#include "golden.h"
 #include "ref_checks.h"
 #include "util.h"
-
-#define GOLDEN_TOL 1e-5
-
-/* ---------------------------------------------------------------------------------------------
- * Golden vectors
- * ------------------------------------------------------------------------------------------- */
-
-Test(rmsprop_ref, matches_pytorch_on_every_golden_case)
-{
-    double worst = golden_check_file("golden_rmsprop.bin", NULL, fopt_rmsprop_step_ref,
-                                     GOLDEN_TOL, "rmsprop_ref");
-    cr_log_info("rmsprop_ref: worst relative error over the golden cases %.3g", worst);
-}
-
-/* Guards against a regenerated file that lost coverage. */
-Test(rmsprop_ref, golden_file_covers_every_variant)
-{
-    golden_case *cs;
-    size_t count = golden_load("golden_rmsprop.bin", &cs);
-    int plain = 0, wd = 0, mom = 0, cen = 0, cen_mom = 0, maxi = 0, other_lerp = 0, eps_big = 0;
-    int step1 = 0, warm = 0, tiny_n = 0, big_odd_n = 0, overflow = 0;
-    for (size_t i = 0; i < count; i++) {
-        const golden_case *c = &cs[i];
-        const fopt_rmsprop_config *o = &c->rmsprop;
-        cr_assert_eq(c->optimizer, GOLDEN_RMSPROP, "%s is not an RMSprop case", c->name);
-        plain += o->weight_decay == 0.0 && o->momentum == 0.0 && !o->centered && !o->maximize;
-        wd += o->weight_decay > 0.0;
-        mom += o->momentum > 0.0;
-        cen += o->centered;
-        cen_mom += o->centered && o->momentum > 0.0;
-        maxi += o->maximize;
-        other_lerp += o->centered && (float)(1.0 - o->alpha) >= 0.5f;
-        eps_big += o->eps >= 1e-3;
-        step1 += c->steps == 1;
-        for (size_t j = 0; j < c->n && !warm; j++)
-            warm += c->state0[0][j] != 0.0f;
-        tiny_n += c->n <= 5;
-        big_odd_n += c->n >= 1000 && c->n % 2 == 1;
-        for (size_t j = 0; j < c->n; j++)
-            if (isinf(c->state[0][j])) {
-                overflow++;
-                break;
-            }
-        cr_expect(c->steps >= 25 || c->steps == 1, "%s: %u steps", c->name, c->steps);
-    }
-    golden_free(cs, count);
-    cr_expect(plain && wd && mom && cen && cen_mom && maxi && other_lerp && eps_big);
-    cr_expect(step1 && warm && tiny_n && big_odd_n && overflow);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Properties (those both references have: test_ref_common.c)
