@@ -70,13 +70,9 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
     size_t i = 0;
     for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
         T p = V(ld)(param + i);
-        T g = V(ld)(grad + i);
-        if (maximize)
-            g = V(neg)(g);
+        T g = FOPT_TPL_NAME(grad_in)(grad + i, p, maximize, wd_mode == ADAM_WD_L2, weight_decay);
         if (wd_mode == ADAM_WD_DECOUPLED)
             p = V(mul)(p, decay);
-        else if (wd_mode == ADAM_WD_L2)
-            g = V(add)(g, V(mul)(weight_decay, p));
 
         T m = V(ld)(exp_avg + i);
         m = from_end ? V(sub)(g, V(mul)(V(sub)(g, m), lerp_1mw))

@@ -66,11 +66,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
     size_t i = 0;
     for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
         T p = V(ld)(param + i);
-        T g = V(ld)(grad + i);
-        if (maximize)
-            g = V(neg)(g);
-        if (l2)
-            g = V(add)(g, V(mul)(weight_decay, p));
+        T g = FOPT_TPL_NAME(grad_in)(grad + i, p, maximize, l2, weight_decay);
 
         T v = V(add)(V(mul)(V(ld)(square_avg + i), alpha), V(mul)(V(mul)(one_minus_alpha, g), g));
         T avg;
