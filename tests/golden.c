@@ -215,19 +215,7 @@ static void parse_case(golden_reader *r, void *case_)
     golden_get_elems(r, c->storage_, total, 4);
 }
 
-size_t golden_load(const char *file_name, golden_case **cases)
-{
-    void *cs;
-    size_t count = golden_read_cases(file_name, GOLDEN_VERSION, GOLDEN_HEADER_BYTES,
-                                     sizeof(golden_case), parse_case, &cs);
-    *cases = cs;
-    return count;
-}
-
-void golden_free(golden_case *cases, size_t count)
-{
-    golden_free_cases(cases, count, sizeof *cases, offsetof(golden_case, storage_));
-}
+GOLDEN_DEFINE_LOAD(golden_load, golden_free, golden_case, GOLDEN_VERSION, GOLDEN_HEADER_BYTES, parse_case)
 
 int golden_slot_used(int optimizer, const fopt_adam_config *adam,
                      const fopt_rmsprop_config *rmsprop, int slot)

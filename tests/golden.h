@@ -62,6 +62,21 @@ size_t golden_read_cases(const char *file_name, uint32_t version, size_t min_cas
 /* Releases such an array: the block each case owns (the pointer at storage_offset in it), then
  * the array. */
 void golden_free_cases(void *cases, size_t count, size_t case_size, size_t storage_offset);
+/* Defines `load` (size_t load(const char *file_name, T **cases)) and `release` (void release(T
+ * *cases, size_t count)) for a format's case type T, which keeps its block in T.storage_: the
+ * cases of the format's `version`, each of at least min_case_bytes, parsed by parse(). */
+#define GOLDEN_DEFINE_LOAD(load, release, T, version, min_case_bytes, parse)                       \
+    size_t load(const char *file_name, T **cases)                                                  \
+    {                                                                                              \
+        void *cs;                                                                                  \
+        size_t count = golden_read_cases(file_name, version, min_case_bytes, sizeof(T), parse, &cs); \
+        *cases = cs;                                                                               \
+        return count;                                                                              \
+    }                                                                                              \
+    void release(T *cases, size_t count)                                                           \
+    {                                                                                              \
+        golden_free_cases(cases, count, sizeof *cases, offsetof(T, storage_));                     \
+    }
 const unsigned char *golden_take(golden_reader *r, size_t bytes);
 uint32_t golden_get_u32(golden_reader *r);
 uint64_t golden_get_u64(golden_reader *r);

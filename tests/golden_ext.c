@@ -141,19 +141,8 @@ static void parse_case(golden_reader *r, void *case_)
     }
 }
 
-size_t golden_ext_load(const char *file_name, golden_ext_case **cases)
-{
-    void *cs;
-    size_t count = golden_read_cases(file_name, GOLDEN_EXT_VERSION, GOLDEN_EXT_MIN_CASE_BYTES,
-                                     sizeof(golden_ext_case), parse_case, &cs);
-    *cases = cs;
-    return count;
-}
-
-void golden_ext_free(golden_ext_case *cases, size_t count)
-{
-    golden_free_cases(cases, count, sizeof *cases, offsetof(golden_ext_case, storage_));
-}
+GOLDEN_DEFINE_LOAD(golden_ext_load, golden_ext_free, golden_ext_case, GOLDEN_EXT_VERSION, GOLDEN_EXT_MIN_CASE_BYTES,
+                   parse_case)
 
 /* ---------------------------------------------------------------------------------------------
  * 16-bit values
