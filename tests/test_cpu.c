@@ -266,13 +266,6 @@ VARIANT_TEST(rmsprop_everything, rmsprop, "alpha 0, everything on", c.alpha = 0.
  * rounding below zero. The fast path must make the reference's choices bit for bit (AMSGrad's max
  * lets NaN win as torch.maximum does; the centered clamp maps negatives to 0 and keeps NaN).
  * ------------------------------------------------------------------------------------------- */
-static float special(test_rng *r, float usual)
-{
-    static const float k[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f};
-    uint64_t u = test_rng_next(r) % 40;
-    return u < sizeof k / sizeof k[0] ? k[u] : usual;
-}
-
 Test(cpu, special_values_match_reference)
 {
     const size_t n = 4097;
@@ -290,7 +283,7 @@ Test(cpu, special_values_match_reference)
             }
             for (int a = 0; a < 5; a++)
                 for (size_t i = 0; i < n; i++)
-                    x[a][i] = special(&r, x[a][i]);
+                    x[a][i] = test_special(&r, x[a][i]);
             abs_all(x[2], n); /* second moments: NaN and +inf stay, values non-negative */
             abs_all(x[3], n);
             for (int a = 0; a < 5; a++) {
@@ -299,22 +292,15 @@ Test(cpu, special_values_match_reference)
                 memcpy(b[a].p, x[a], n * sizeof(float));
             }
             /* x: 0 param, 1 grad, 2 second moment, 3 max / momentum, 4 first moment / grad_avg */
-            if (variant < 2) {
-                fopt_adam_config c = fopt_adam_config_default();
-                c.amsgrad = true;
-                c.maximize = variant == 1;
-                c.decoupled_weight_decay = variant == 1;
-                c.weight_decay = variant == 1 ? 0.1 : 0.0;
+            fopt_adam_config ca;
+            fopt_rmsprop_config c;
+            if (test_special_config(variant, &ca, &c)) {
                 for (int t = 1; t <= 3; t++) {
-                    cr_assert_eq(fopt_adam_step_ref(&c, t, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
-                    cr_assert_eq(fopt_adam_step_cpu(&c, t, n, b[0].p, b[1].p, b[4].p, b[2].p, b[3].p),
+                    cr_assert_eq(fopt_adam_step_ref(&ca, t, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
+                    cr_assert_eq(fopt_adam_step_cpu(&ca, t, n, b[0].p, b[1].p, b[4].p, b[2].p, b[3].p),
                                  FOPT_SUCCESS);
                 }
             } else {
-                fopt_rmsprop_config c = fopt_rmsprop_config_default();
-                c.centered = true;
-                c.momentum = variant == 3 ? 0.9 : 0.0;
-                c.alpha = variant == 3 ? 0.2 : 0.99;
                 for (int t = 1; t <= 3; t++) {
                     cr_assert_eq(fopt_rmsprop_step_ref(&c, n, y[0], y[1], y[2], y[3], y[4]), FOPT_SUCCESS);
                     cr_assert_eq(fopt_rmsprop_step_cpu(&c, n, b[0].p, b[1].p, b[2].p, b[3].p, b[4].p),
