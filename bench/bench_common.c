@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "modes.h" /* bench_modes_parse */
+
 void bench_die(const char *fmt, ...)
 {
     va_list ap;
@@ -121,23 +123,41 @@ const char *bench_variant_names(void)
     return names;
 }
 
-void bench_variants_parse(const char *list, bool *sel, const char *option)
+void bench_list_select(const char *list, bool *sel, size_t count, const char *(*name_of)(size_t i),
+                       const char *option, const char *kind)
 {
     bool all = !strcmp(list, "all");
-    for (size_t i = 0; i < fopt_variant_count; i++)
-        sel[i] = all && fopt_variants[i].bench_name != NULL;
+    for (size_t i = 0; i < count; i++)
+        sel[i] = all && name_of(i) != NULL;
     if (all)
         return;
     char *copy = strdup(list), *save = NULL;
     if (!copy)
         bench_die("out of host memory");
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        const fopt_variant *v = bench_variant_find(tok);
-        if (!v)
-            bench_die("%s: unknown optimizer '%s' (%s, all)", option, tok, bench_variant_names());
-        sel[v - fopt_variants] = true;
+        size_t i = 0;
+        while (i < count && !(name_of(i) && !strcmp(name_of(i), tok)))
+            i++;
+        if (i == count) {
+            char choices[512];
+            size_t len = 0;
+            for (size_t k = 0; k < count && len < sizeof choices; k++)
+                if (name_of(k)) {
+                    int w = snprintf(choices + len, sizeof choices - len, "%s, ", name_of(k));
+                    len += w > 0 ? (size_t)w : 0;
+                }
+            bench_die("%s: unknown %s '%s' (%sall)", option, kind, tok, len < sizeof choices ? choices : "");
+        }
+        sel[i] = true;
     }
     free(copy);
+}
+
+static const char *variant_name(size_t i) { return fopt_variants[i].bench_name; }
+
+void bench_variants_parse(const char *list, bool *sel, const char *option)
+{
+    bench_list_select(list, sel, fopt_variant_count, variant_name, option, "optimizer");
 }
 
 /* ---- CSV ---- */
@@ -151,4 +171,91 @@ FILE *bench_csv_open(const char *path)
                "gb_per_s,pct_of_copy_bw,max_rel_err,device\n");
     fflush(f);
     return f;
+}
+
+/* ---- command lines ---- */
+
+int bench_parse_int(const char *s, const char *what)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > 1000000)
+        bench_die("bad value '%s' for %s", s, what);
+    return (int)v;
+}
+
+size_t bench_parse_size(const char *s, const char *what)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        bench_die("bad value '%s' for %s", s, what);
+    double mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1024.0 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1024.0 * 1024 * 1024, end++;
+    if (*end == '+') /* 1M+3 */
+        return (size_t)(v * mul) + bench_parse_size(end + 1, what);
+    if (*end)
+        bench_die("bad value '%s' for %s", s, what);
+    return (size_t)(v * mul);
+}
+
+/* The option of args[0..count) called a, or NULL. */
+static const bench_arg *arg_find(const bench_arg *args, size_t count, const char *a)
+{
+    for (size_t k = 0; k < count; k++)
+        if (!strcmp(a, args[k].name) || (args[k].alias && !strcmp(a, args[k].alias)))
+            return &args[k];
+    return NULL;
+}
+
+void bench_parse_args(int argc, char **argv, const bench_arg *args, size_t count, bench_rows *rows,
+                      void (*usage)(FILE *f))
+{
+    const bench_arg row_args[] = {
+        {.name = "--optimizers", .kind = BENCH_ARG_SELECT, .dst = rows->sel, .select = bench_variants_parse},
+        {.name = "--mode-optimizers", .kind = BENCH_ARG_SELECT, .dst = rows->mode_sel,
+         .select = bench_variants_parse},
+        {.name = "--modes", .kind = BENCH_ARG_SELECT, .dst = rows->modes, .select = bench_modes_parse},
+    };
+    bench_variants_parse("all", rows->sel, "--optimizers");
+    bench_variants_parse("adam", rows->mode_sel, "--mode-optimizers");
+    bench_modes_parse("all", rows->modes, "--modes");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        }
+        const bench_arg *o = arg_find(args, count, a);
+        if (!o)
+            o = arg_find(row_args, sizeof row_args / sizeof row_args[0], a);
+        if (!o)
+            bench_die("unknown option '%s' (--help lists them)", a);
+        const char *val = NULL;
+        if (o->kind != BENCH_ARG_ON && o->kind != BENCH_ARG_OFF && o->kind != BENCH_ARG_ACTION) {
+            if (i + 1 >= argc)
+                bench_die("%s needs a value", a);
+            val = argv[++i];
+        }
+        switch (o->kind) {
+        case BENCH_ARG_ON: *(bool *)o->dst = true; break;
+        case BENCH_ARG_OFF: *(bool *)o->dst = false; break;
+        case BENCH_ARG_INT: *(int *)o->dst = bench_parse_int(val, a); break;
+        case BENCH_ARG_SECONDS: *(double *)o->dst = bench_parse_int(val, a); break;
+        case BENCH_ARG_SIZE: *(size_t *)o->dst = bench_parse_size(val, a); break;
+        case BENCH_ARG_STRING: *(const char **)o->dst = val; break;
+        case BENCH_ARG_SELECT: o->select(val, o->dst, a); break;
+        case BENCH_ARG_CALL:
+        case BENCH_ARG_ACTION: o->call(o->dst, val); break;
+        }
+        if (o->given)
+            *o->given = true;
+    }
 }

@@ -30,20 +30,18 @@ static void alloc_list(bench_case *c, size_t count)
     memset(c, 0, sizeof *c);
     c->log2 = -1;
     c->count = count;
-    c->numel = calloc(count, sizeof *c->numel);
-    c->offset = calloc(count, sizeof *c->offset);
-    c->win = calloc(count, sizeof *c->win);
-    c->woff = calloc(count, sizeof *c->woff);
-    if (!c->numel || !c->offset || !c->win || !c->woff)
+    /* numel, offset, win and woff in one block (bench_case_free() frees numel) */
+    c->numel = calloc(4 * count, sizeof *c->numel);
+    if (!c->numel)
         bench_die("out of host memory");
+    c->offset = c->numel + count;
+    c->win = c->offset + count;
+    c->woff = c->win + count;
 }
 
 void bench_case_free(bench_case *c)
 {
-    free(c->numel);
-    free(c->offset);
-    free(c->win);
-    free(c->woff);
+    free(c->numel); /* and offset, win, woff */
     memset(c, 0, sizeof *c);
 }
 

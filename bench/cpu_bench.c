@@ -87,35 +87,12 @@ typedef struct options {
     int threads; /* 0: library default */
     const char *isa, *csv, *python, *torch_script;
     bool torch;
-    bool sel[32];      /* fp32 rows (--cases) */
-    bool mode_sel[32]; /* the other modes' rows (--mode-cases) */
-    bool modes[16];
+    bench_rows rows; /* --cases and --mode-cases are --optimizers and --mode-optimizers */
 } options;
 
-static size_t parse_size(const char *s)
+static void usage(FILE *f)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        bench_die("bad size \"%s\"", s);
-    double mul = 1;
-    if (*end == 'K' || *end == 'k')
-        mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mul = 1024.0 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mul = 1024.0 * 1024 * 1024, end++;
-    if (*end == '+') /* 1M+3 */
-        return (size_t)(v * mul) + parse_size(end + 1);
-    if (*end)
-        bench_die("bad size \"%s\"", s);
-    return (size_t)(v * mul);
-}
-
-static void usage(void)
-{
-    printf("fopt_cpu_bench: fusedopt's fast CPU path vs its reference vs a same-traffic roofline\n"
+    fprintf(f, "fopt_cpu_bench: fusedopt's fast CPU path vs its reference vs a same-traffic roofline\n"
            "  --n LIST            comma-separated element counts, K/M/G suffixes (default 16M)\n"
            "  --reps R            timed steps of the fast path and the roofline (default 21)\n"
            "  --ref-reps R        timed steps of the reference (default 3)\n"
@@ -135,6 +112,21 @@ static void usage(void)
            "  --torch-script PATH torch_cpu_adam.py (default: beside the sources or installed)\n");
 }
 
+/* --n: comma-separated sizes */
+static void parse_sizes(void *opts, const char *list)
+{
+    options *o = opts;
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        bench_die("out of host memory");
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->nsizes == 16)
+            bench_die("at most 16 sizes");
+        o->sizes[o->nsizes++] = bench_parse_size(t, "--n");
+    }
+    free(copy);
+}
+
 static void parse_options(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
@@ -143,70 +135,22 @@ static void parse_options(int argc, char **argv, options *o)
     o->torch_reps = 10;
     o->torch = true;
     o->python = "/usr/bin/python3";
-    bench_variants_parse("all", o->sel, "--cases");
-    bench_variants_parse("adam", o->mode_sel, "--mode-cases");
-    bench_modes_parse("all", o->modes, "--modes");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL                                                                                   \
-    do {                                                                                           \
-        if (!val)                                                                                  \
-            bench_die("%s needs a value", a);                                                      \
-        i++;                                                                                       \
-    } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
-            exit(0);
-        } else if (!strcmp(a, "--n")) {
-            NEED_VAL;
-            char *copy = strdup(val), *save = NULL;
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                if (o->nsizes == 16)
-                    bench_die("at most 16 sizes");
-                o->sizes[o->nsizes++] = parse_size(t);
-            }
-            free(copy);
-        } else if (!strcmp(a, "--reps")) {
-            NEED_VAL;
-            o->reps = atoi(val);
-        } else if (!strcmp(a, "--ref-reps")) {
-            NEED_VAL;
-            o->ref_reps = atoi(val);
-        } else if (!strcmp(a, "--torch-reps")) {
-            NEED_VAL;
-            o->torch_reps = atoi(val);
-        } else if (!strcmp(a, "--threads")) {
-            NEED_VAL;
-            o->threads = atoi(val);
-        } else if (!strcmp(a, "--isa")) {
-            NEED_VAL;
-            o->isa = val;
-        } else if (!strcmp(a, "--cases") || !strcmp(a, "--optimizers")) {
-            NEED_VAL;
-            bench_variants_parse(val, o->sel, a);
-        } else if (!strcmp(a, "--mode-cases") || !strcmp(a, "--mode-optimizers")) {
-            NEED_VAL;
-            bench_variants_parse(val, o->mode_sel, a);
-        } else if (!strcmp(a, "--modes")) {
-            NEED_VAL;
-            bench_modes_parse(val, o->modes, a);
-        } else if (!strcmp(a, "--csv")) {
-            NEED_VAL;
-            o->csv = val;
-        } else if (!strcmp(a, "--no-torch")) {
-            o->torch = false;
-        } else if (!strcmp(a, "--python")) {
-            NEED_VAL;
-            o->python = val;
-        } else if (!strcmp(a, "--torch-script")) {
-            NEED_VAL;
-            o->torch_script = val;
-        } else {
-            bench_die("unknown option %s (--help lists them)", a);
-        }
-#undef NEED_VAL
-    }
+    const bench_arg args[] = {
+        {.name = "--n", .kind = BENCH_ARG_CALL, .dst = o, .call = parse_sizes},
+        {.name = "--reps", .kind = BENCH_ARG_INT, .dst = &o->reps},
+        {.name = "--ref-reps", .kind = BENCH_ARG_INT, .dst = &o->ref_reps},
+        {.name = "--torch-reps", .kind = BENCH_ARG_INT, .dst = &o->torch_reps},
+        {.name = "--threads", .kind = BENCH_ARG_INT, .dst = &o->threads},
+        {.name = "--isa", .kind = BENCH_ARG_STRING, .dst = &o->isa},
+        {.name = "--cases", .kind = BENCH_ARG_SELECT, .dst = o->rows.sel, .select = bench_variants_parse},
+        {.name = "--mode-cases", .kind = BENCH_ARG_SELECT, .dst = o->rows.mode_sel,
+         .select = bench_variants_parse},
+        {.name = "--csv", .kind = BENCH_ARG_STRING, .dst = &o->csv},
+        {.name = "--no-torch", .kind = BENCH_ARG_OFF, .dst = &o->torch},
+        {.name = "--python", .kind = BENCH_ARG_STRING, .dst = &o->python},
+        {.name = "--torch-script", .kind = BENCH_ARG_STRING, .dst = &o->torch_script},
+    };
+    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], &o->rows, usage);
     if (o->nsizes == 0)
         o->sizes[o->nsizes++] = (size_t)16 << 20;
     if (o->reps < 1 || o->ref_reps < 0 || o->torch_reps < 1 || o->threads < 0)
@@ -352,7 +296,8 @@ static void arrays_free(arrays *a)
 
 static fopt_host_tensor tensor_of(const arrays *a, const bench_mode *m, size_t n)
 {
-    return (fopt_host_tensor){a->p, a->g, n, m->dtype, a->master, {a->st[0], a->st[1], a->st[2]}};
+    return (fopt_host_tensor){.param = a->p, .grad = a->g, .numel = n, .dtype = m->dtype, .master = a->master,
+                              .state = {a->st[0], a->st[1], a->st[2]}};
 }
 
 static fopt_status step(const fopt_variant *c, const bench_mode *m, bool ref, int64_t t, const arrays *a, size_t n)
@@ -546,10 +491,10 @@ int main(int argc, char **argv)
                "Mparam/s", "GB/s", "%roof", "roof_us", "roofGB/s", "ref_us", "x_ref", "rel_err");
         double adam_fast_us = NAN, adam_roof_us = NAN;
         for (size_t mk = 0; mk < bench_mode_count; mk++) {
-            if (!o.modes[mk])
+            if (!o.rows.modes[mk])
                 continue;
             const bench_mode *m = &bench_modes[mk];
-            const bool *sel = mk == 0 ? o.sel : o.mode_sel;
+            const bool *sel = mk == 0 ? o.rows.sel : o.rows.mode_sel;
             for (size_t ci = 0; ci < fopt_variant_count; ci++) {
                 if (!sel[ci])
                     continue;

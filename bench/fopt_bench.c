@@ -78,9 +78,7 @@ typedef struct options {
     size_t check_elems;
     bool check_set;
     double time_budget; /* seconds; 0 = none */
-    bool sel[MAX_VARIANTS];      /* fp32 rows */
-    bool mode_sel[MAX_VARIANTS]; /* other modes, step_ex and graph rows */
-    bool modes[16];
+    bench_rows rows; /* mode_sel: also the step_ex and graph rows */
     bool list_bytes;
 } options;
 
@@ -120,34 +118,9 @@ static void usage(FILE *f)
             bench_variant_names());
 }
 
-static int parse_int(const char *s, const char *what)
+static void parse_cases(void *opts, const char *list)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 0 || v > 1000000)
-        bench_die("bad value '%s' for %s", s, what);
-    return (int)v;
-}
-
-static size_t parse_count(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        bench_die("bad value '%s' for %s", s, what);
-    if (*end == 'K' || *end == 'k')
-        v *= 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        v *= 1024.0 * 1024, end++;
-    if (*end)
-        bench_die("bad value '%s' for %s", s, what);
-    return (size_t)v;
-}
-
-static void parse_cases(options *o, const char *list)
-{
+    options *o = opts;
     o->gpt2 = o->small = o->singles_on = o->mini_lists = false;
     o->nsingles = 0;
     o->lists_set = true;
@@ -164,7 +137,7 @@ static void parse_cases(options *o, const char *list)
         else if (!strcmp(t, "singles"))
             o->singles_on = true;
         else if (!strncmp(t, "2^", 2) && o->nsingles < MAX_CASES) {
-            int n = parse_int(t + 2, "--cases 2^N");
+            int n = bench_parse_int(t + 2, "--cases 2^N");
             if (n > 34)
                 bench_die("--cases %s: more than this benchmark allocates (2^34)", t);
             o->singles[o->nsingles++] = n;
@@ -173,6 +146,14 @@ static void parse_cases(options *o, const char *list)
             bench_die("--cases: unknown case '%s' (see --help)", t);
     }
     free(copy);
+}
+
+static void no_lists(void *opts, const char *unused)
+{
+    options *o = opts;
+    (void)unused;
+    o->gpt2 = o->small = false;
+    o->lists_set = true;
 }
 
 static void parse_options(int argc, char **argv, options *o)
@@ -186,87 +167,30 @@ static void parse_options(int argc, char **argv, options *o)
     o->cpu_rows = o->unfused = o->step_ex = o->graph = true;
     o->ex_log2 = -1;
     o->check_elems = (size_t)4 << 20;
-    bench_variants_parse("all", o->sel, "--optimizers");
-    bench_variants_parse("adam", o->mode_sel, "--mode-optimizers");
-    bench_modes_parse("all", o->modes, "--modes");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL()                                                                                 \
-    do {                                                                                           \
-        if (!val)                                                                                  \
-            bench_die("%s needs a value", a);                                                      \
-        i++;                                                                                       \
-    } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--csv")) {
-            NEED_VAL();
-            o->csv = val;
-        } else if (!strcmp(a, "--quick")) {
-            o->quick = true;
-        } else if (!strcmp(a, "--cases")) {
-            NEED_VAL();
-            parse_cases(o, val);
-        } else if (!strcmp(a, "--no-lists")) {
-            o->gpt2 = o->small = false;
-            o->lists_set = true;
-        } else if (!strcmp(a, "--min-log2")) {
-            NEED_VAL();
-            o->min_log2 = parse_int(val, a);
-        } else if (!strcmp(a, "--max-log2")) {
-            NEED_VAL();
-            o->max_log2 = parse_int(val, a);
-            o->max_log2_set = true;
-        } else if (!strcmp(a, "--log2-step")) {
-            NEED_VAL();
-            o->log2_step = parse_int(val, a);
-            if (o->log2_step < 1)
-                bench_die("--log2-step must be >= 1");
-        } else if (!strcmp(a, "--optimizers")) {
-            NEED_VAL();
-            bench_variants_parse(val, o->sel, a);
-        } else if (!strcmp(a, "--mode-optimizers")) {
-            NEED_VAL();
-            bench_variants_parse(val, o->mode_sel, a);
-        } else if (!strcmp(a, "--modes")) {
-            NEED_VAL();
-            bench_modes_parse(val, o->modes, a);
-        } else if (!strcmp(a, "--no-step-ex")) {
-            o->step_ex = false;
-        } else if (!strcmp(a, "--no-graph")) {
-            o->graph = false;
-        } else if (!strcmp(a, "--no-unfused")) {
-            o->unfused = false;
-        } else if (!strcmp(a, "--no-cpu")) {
-            o->cpu_rows = false;
-        } else if (!strcmp(a, "--ex-log2")) {
-            NEED_VAL();
-            o->ex_log2 = parse_int(val, a);
-        } else if (!strcmp(a, "--check-elems")) {
-            NEED_VAL();
-            o->check_elems = parse_count(val, a);
-            o->check_set = true;
-        } else if (!strcmp(a, "--reps")) {
-            NEED_VAL();
-            o->reps = parse_int(val, a);
-            o->reps_set = true;
-            if (o->reps < 1)
-                bench_die("--reps must be >= 1");
-        } else if (!strcmp(a, "--cpu-only")) {
-            o->cpu_only = true;
-        } else if (!strcmp(a, "--time-budget")) {
-            NEED_VAL();
-            o->time_budget = parse_int(val, a);
-        } else if (!strcmp(a, "--list-bytes")) {
-            o->list_bytes = true;
-        } else {
-            usage(stderr);
-            bench_die("unknown option '%s'", a);
-        }
-#undef NEED_VAL
-    }
+    const bench_arg args[] = {
+        {.name = "--csv", .kind = BENCH_ARG_STRING, .dst = &o->csv},
+        {.name = "--quick", .kind = BENCH_ARG_ON, .dst = &o->quick},
+        {.name = "--cases", .kind = BENCH_ARG_CALL, .dst = o, .call = parse_cases},
+        {.name = "--no-lists", .kind = BENCH_ARG_ACTION, .dst = o, .call = no_lists},
+        {.name = "--min-log2", .kind = BENCH_ARG_INT, .dst = &o->min_log2},
+        {.name = "--max-log2", .kind = BENCH_ARG_INT, .dst = &o->max_log2, .given = &o->max_log2_set},
+        {.name = "--log2-step", .kind = BENCH_ARG_INT, .dst = &o->log2_step},
+        {.name = "--no-step-ex", .kind = BENCH_ARG_OFF, .dst = &o->step_ex},
+        {.name = "--no-graph", .kind = BENCH_ARG_OFF, .dst = &o->graph},
+        {.name = "--no-unfused", .kind = BENCH_ARG_OFF, .dst = &o->unfused},
+        {.name = "--no-cpu", .kind = BENCH_ARG_OFF, .dst = &o->cpu_rows},
+        {.name = "--ex-log2", .kind = BENCH_ARG_INT, .dst = &o->ex_log2},
+        {.name = "--check-elems", .kind = BENCH_ARG_SIZE, .dst = &o->check_elems, .given = &o->check_set},
+        {.name = "--reps", .kind = BENCH_ARG_INT, .dst = &o->reps, .given = &o->reps_set},
+        {.name = "--cpu-only", .kind = BENCH_ARG_ON, .dst = &o->cpu_only},
+        {.name = "--time-budget", .kind = BENCH_ARG_SECONDS, .dst = &o->time_budget},
+        {.name = "--list-bytes", .kind = BENCH_ARG_ON, .dst = &o->list_bytes},
+    };
+    bench_parse_args(argc, argv, args, sizeof args / sizeof args[0], &o->rows, usage);
+    if (o->log2_step < 1)
+        bench_die("--log2-step must be >= 1");
+    if (o->reps < 1)
+        bench_die("--reps must be >= 1");
     if (o->max_log2 > 34)
         bench_die("--max-log2 %d is more than this benchmark allocates (34)", o->max_log2);
     if (o->quick) {
@@ -463,7 +387,7 @@ int main(int argc, char **argv)
 
     printf("fopt_bench: fusedopt %s, modes:", fopt_version());
     for (size_t k = 0; k < bench_mode_count; k++)
-        if (o.modes[k])
+        if (o.rows.modes[k])
             printf(" %s", bench_modes[k].name);
     printf("\nCPU: %s\n", out.cpu_device);
     if (emu) {
@@ -533,12 +457,12 @@ int main(int argc, char **argv)
     /* the variants of each mode: fp32 every selected one; the others --mode-optimizers */
     bool fp32_sel[MAX_VARIANTS];
     for (size_t i = 0; i < fopt_variant_count; i++)
-        fp32_sel[i] = o.sel[i] || o.mode_sel[i];
+        fp32_sel[i] = o.rows.sel[i] || o.rows.mode_sel[i];
     int groups = 0;
     for (int c = 0; c < ncases; c++)
         for (size_t k = 0; k < bench_mode_count; k++)
             for (size_t i = 0; i < fopt_variant_count; i++)
-                groups += o.modes[k] && (k == 0 ? fp32_sel[i] : o.mode_sel[i]);
+                groups += o.rows.modes[k] && (k == 0 ? fp32_sel[i] : o.rows.mode_sel[i]);
 
     mode_summary sums[16];
     memset(sums, 0, sizeof sums);
@@ -557,11 +481,11 @@ int main(int argc, char **argv)
     for (int c = 0; c < ncases && !budget_hit; c++) {
         const bench_case *bc = &cases[c];
         for (size_t k = 0; k < bench_mode_count && !budget_hit; k++) {
-            if (!o.modes[k])
+            if (!o.rows.modes[k])
                 continue;
             const bench_mode *m = &bench_modes[k];
             const bool fp32 = m->dtype == FOPT_FLOAT32 && m->precision.state_dtype == FOPT_FLOAT32;
-            const bool *vsel = k == 0 ? fp32_sel : o.mode_sel;
+            const bool *vsel = k == 0 ? fp32_sel : o.rows.mode_sel;
             bool any = false;
             for (size_t i = 0; i < fopt_variant_count; i++)
                 any |= vsel[i];
@@ -609,8 +533,8 @@ int main(int argc, char **argv)
                             m->name, bc->name, bench_now_s() - t_start);
                     last_progress = bench_now_s();
                 }
-                const bool eager_rows = k == 0 ? o.sel[i] : true;
-                const bool extra = o.mode_sel[i];
+                const bool eager_rows = k == 0 ? o.rows.sel[i] : true;
+                const bool extra = o.rows.mode_sel[i];
                 const bool flush =
                     !emu && (double)bc->total * bench_bytes_per_elem(v, m, false) < 4.0 * (double)g.l2_bytes;
 

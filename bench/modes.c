@@ -192,22 +192,9 @@ fopt_status bench_cpu_multi(const fopt_variant *v, const bench_mode *m, bool ref
     return (ref ? fopt_rmsprop_step_ref_multi : fopt_rmsprop_step_cpu_multi)(&c, step, t, count, opts);
 }
 
+static const char *mode_name(size_t i) { return bench_modes[i].name; }
+
 void bench_modes_parse(const char *list, bool *sel, const char *option)
 {
-    bool all = !strcmp(list, "all");
-    for (size_t i = 0; i < bench_mode_count; i++)
-        sel[i] = all;
-    if (all)
-        return;
-    char *copy = strdup(list), *save = NULL;
-    if (!copy)
-        bench_die("out of host memory");
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        const bench_mode *m = bench_mode_find(tok);
-        if (!m)
-            bench_die("%s: unknown mode '%s' (modes: fp32, bf16_master, bf16_remainder, bf16_sr, "
-                      "fp16_master, fp32_bf16_states, all)", option, tok);
-        sel[m - bench_modes] = true;
-    }
-    free(copy);
+    bench_list_select(list, sel, bench_mode_count, mode_name, option, "mode");
 }

@@ -61,9 +61,11 @@ static void host_tensors(const case_host *h, fopt_host_tensor *t, const size_t *
                          const void *g, void *master, void *const st[3], unsigned states)
 {
     for (size_t k = 0; k < h->c->count; k++) {
-        t[k] = (fopt_host_tensor){(char *)p + off[k] * h->ps, (const char *)g + off[k] * h->ps, len[k],
-                                  h->m->dtype, master ? (char *)master + off[k] * h->ms : NULL,
-                                  {NULL, NULL, NULL}};
+        t[k] = (fopt_host_tensor){.param = (char *)p + off[k] * h->ps,
+                                  .grad = (const char *)g + off[k] * h->ps,
+                                  .numel = len[k],
+                                  .dtype = h->m->dtype,
+                                  .master = master ? (char *)master + off[k] * h->ms : NULL};
         for (int j = 0; j < 3; j++)
             t[k].state[j] = (states >> j & 1u) ? (char *)st[j] + off[k] * h->ss : NULL;
     }
@@ -199,6 +201,56 @@ static void row_init(bench_row *row, const case_host *h, const fopt_variant *v, 
     *row = (bench_row){v, h->m, h->c, impl, bytes, false, false, NAN, NAN, NAN};
 }
 
+/* Steps the reference or the fast CPU path over `tensors` with kind's options (`external`: the
+ * whole case's sum of squares passed in): VALIDATION_STEPS steps, after the last of which the
+ * result is checked (the reference's kept as the one every path is compared with, the fast path's
+ * compared with it into row->max_err), then on while timed and under rc->cpu_reps steps and
+ * rc->cpu_budget seconds; timed, row->median_us gets the median step. */
+static void cpu_steps(case_host *h, const fopt_variant *v, run_kind kind, bool reference,
+                      const fopt_host_tensor *tensors, bool external, bool timed, const run_config *rc,
+                      bench_row *row)
+{
+    cpu_stats stats = {NAN, -1};
+    fopt_step_options opts;
+    float scale;
+    cpu_options(h, kind, external, &stats, &opts, &scale);
+    const int max_steps = rc->cpu_reps > VALIDATION_STEPS ? rc->cpu_reps : VALIDATION_STEPS;
+    double *times = calloc((size_t)max_steps, sizeof *times);
+    if (!times)
+        bench_die("out of host memory");
+    int n = 0;
+    double start = bench_now_s();
+    for (int64_t step = 1;; step++) {
+        double t0 = bench_now_s();
+        fopt_status st = bench_cpu_multi(v, h->m, reference, step, tensors, h->c->count, &opts);
+        double t1 = bench_now_s();
+        if (st != FOPT_SUCCESS)
+            bench_die("%s %s %s step: %s (%s)", reference ? "reference" : "CPU", v->bench_name, h->m->name,
+                      fopt_status_string(st), fopt_last_error());
+        times[n++] = t1 - t0;
+        if (step == VALIDATION_STEPS && reference) {
+            take_views(h, h->wp, h->wmaster, h->ref_view);
+            h->ref_norm = stats.norm;
+            if (kind == RUN_STEP_EX && stats.found_inf != 0)
+                bench_die("reference %s %s: found_inf %d on finite grads", v->bench_name, h->m->name,
+                          stats.found_inf);
+        } else if (step == VALIDATION_STEPS) {
+            to_windows(h, h->p, h->dp, h->ps);
+            if (h->ms)
+                to_windows(h, h->master, h->dmaster, h->ms);
+            take_views(h, h->dp, h->dmaster, h->view);
+            row->max_err = compare_views(h);
+            if (kind == RUN_STEP_EX)
+                row->max_err = max_nan(row->max_err, compare_stats(h, stats.norm, stats.found_inf));
+        }
+        if (step >= VALIDATION_STEPS && (!timed || n >= max_steps || t1 - start > rc->cpu_budget))
+            break;
+    }
+    if (timed)
+        row->median_us = 1e6 * bench_median(times, n);
+    free(times);
+}
+
 void run_reference(case_host *h, const fopt_variant *v, run_kind kind, const run_config *rc, bench_row *row)
 {
     const bench_case *c = h->c;
@@ -212,40 +264,8 @@ void run_reference(case_host *h, const fopt_variant *v, run_kind kind, const run
         if (states >> k & 1u)
             memset(h->wst[k], 0, c->wpadded * h->ss);
     host_tensors(h, h->wtensors, c->woff, c->win, h->wp, h->wg, h->ms ? h->wmaster : NULL, h->wst, states);
-    cpu_stats stats = {NAN, -1};
-    fopt_step_options opts;
-    float scale;
-    cpu_options(h, kind, !c->whole, &stats, &opts, &scale);
-
-    const bool timed = c->whole && rc->cpu_rows;
-    const int max_steps = rc->cpu_reps > VALIDATION_STEPS ? rc->cpu_reps : VALIDATION_STEPS;
-    double *times = calloc((size_t)max_steps, sizeof *times);
-    if (!times)
-        bench_die("out of host memory");
-    int n = 0;
-    double start = bench_now_s();
-    for (int64_t step = 1;; step++) {
-        double t0 = bench_now_s();
-        fopt_status st = bench_cpu_multi(v, h->m, true, step, h->wtensors, c->count, &opts);
-        double t1 = bench_now_s();
-        if (st != FOPT_SUCCESS)
-            bench_die("reference %s %s step: %s (%s)", v->bench_name, h->m->name, fopt_status_string(st),
-                      fopt_last_error());
-        times[n++] = t1 - t0;
-        if (step == VALIDATION_STEPS) {
-            take_views(h, h->wp, h->wmaster, h->ref_view);
-            h->ref_norm = stats.norm;
-            if (kind == RUN_STEP_EX && stats.found_inf != 0)
-                bench_die("reference %s %s: found_inf %d on finite grads", v->bench_name, h->m->name,
-                          stats.found_inf);
-        }
-        if (step >= VALIDATION_STEPS && (!timed || n >= max_steps || t1 - start > rc->cpu_budget))
-            break;
-    }
-    if (timed)
-        row->median_us = 1e6 * bench_median(times, n);
+    cpu_steps(h, v, kind, true, h->wtensors, !c->whole, c->whole && rc->cpu_rows, rc, row);
     row->max_err = 0.0;
-    free(times);
 }
 
 void run_cpu(case_host *h, const fopt_variant *v, run_kind kind, const run_config *rc, bench_row *row)
@@ -260,40 +280,7 @@ void run_cpu(case_host *h, const fopt_variant *v, run_kind kind, const run_confi
         if (states >> k & 1u)
             memset(h->st[k], 0, c->padded * h->ss);
     host_tensors(h, h->tensors, c->offset, c->numel, h->p, h->g, h->ms ? h->master : NULL, h->st, states);
-    cpu_stats stats = {NAN, -1};
-    fopt_step_options opts;
-    float scale;
-    cpu_options(h, kind, false, &stats, &opts, &scale);
-
-    const int max_steps = rc->cpu_reps > VALIDATION_STEPS ? rc->cpu_reps : VALIDATION_STEPS;
-    double *times = calloc((size_t)max_steps, sizeof *times);
-    if (!times)
-        bench_die("out of host memory");
-    int n = 0;
-    double start = bench_now_s();
-    for (int64_t step = 1;; step++) {
-        double t0 = bench_now_s();
-        fopt_status st = bench_cpu_multi(v, h->m, false, step, h->tensors, c->count, &opts);
-        double t1 = bench_now_s();
-        if (st != FOPT_SUCCESS)
-            bench_die("CPU %s %s step: %s (%s)", v->bench_name, h->m->name, fopt_status_string(st),
-                      fopt_last_error());
-        times[n++] = t1 - t0;
-        if (step == VALIDATION_STEPS) {
-            to_windows(h, h->p, h->dp, h->ps);
-            if (h->ms)
-                to_windows(h, h->master, h->dmaster, h->ms);
-            take_views(h, h->dp, h->dmaster, h->view);
-            row->max_err = compare_views(h);
-            if (kind == RUN_STEP_EX)
-                row->max_err = max_nan(row->max_err, compare_stats(h, stats.norm, stats.found_inf));
-        }
-        if (step >= VALIDATION_STEPS && (!rc->cpu_rows || n >= max_steps || t1 - start > rc->cpu_budget))
-            break;
-    }
-    if (rc->cpu_rows)
-        row->median_us = 1e6 * bench_median(times, n);
-    free(times);
+    cpu_steps(h, v, kind, false, h->tensors, false, rc->cpu_rows, rc, row);
 }
 
 /* ---- device data ---------------------------------------------------------------------------- */

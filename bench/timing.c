@@ -210,7 +210,9 @@ void bench_gpu_time(bench_gpu *g, bench_step_fn fn, void *ctx, bool flush, bool 
     out->reps = n;
 }
 #else
-void bench_gpu_run_timed(bench_gpu *g, bench_step_fn fn, void *ctx, int n, bench_timing *out)
+/* n steps, each between two events (after an L2 flush or a spin when `gap`), and the medians of
+ * their device and host times. */
+static void time_steps(bench_gpu *g, bench_step_fn fn, void *ctx, int n, bool gap, bool flush, bench_timing *out)
 {
     events_reserve(g, n);
     cudaEvent_t *ev = g->events;
@@ -218,6 +220,10 @@ void bench_gpu_run_timed(bench_gpu *g, bench_step_fn fn, void *ctx, int n, bench
     if (!dev || !host)
         bench_die("out of host memory");
     for (int i = 0; i < n; i++) {
+        if (gap && flush)
+            BENCH_CHECK(bench_l2_flush(g->flush_buf, g->flush_n, g->sink, g->stream));
+        else if (gap)
+            BENCH_CHECK(bench_spin(20000, g->stream));
         CUDA_CHECK(cudaEventRecord(ev[2 * i], g->stream));
         double t0 = bench_now_s();
         fn(ctx);
@@ -235,6 +241,11 @@ void bench_gpu_run_timed(bench_gpu *g, bench_step_fn fn, void *ctx, int n, bench
     out->reps = n;
     free(dev);
     free(host);
+}
+
+void bench_gpu_run_timed(bench_gpu *g, bench_step_fn fn, void *ctx, int n, bench_timing *out)
+{
+    time_steps(g, fn, ctx, n, false, false, out);
 }
 
 void bench_gpu_time(bench_gpu *g, bench_step_fn fn, void *ctx, bool flush, bool warm, int max_reps,
@@ -257,32 +268,6 @@ void bench_gpu_time(bench_gpu *g, bench_step_fn fn, void *ctx, bool flush, bool 
     int reps = (int)(budget / est);
     reps = reps < floor_reps ? floor_reps : reps;
     reps = reps > max_reps ? max_reps : reps;
-    events_reserve(g, reps);
-    ev = g->events;
-
-    double *dev = calloc((size_t)reps, sizeof *dev), *host = calloc((size_t)reps, sizeof *host);
-    if (!dev || !host)
-        bench_die("out of host memory");
-    for (int i = 0; i < reps; i++) {
-        if (flush)
-            BENCH_CHECK(bench_l2_flush(g->flush_buf, g->flush_n, g->sink, g->stream));
-        else
-            BENCH_CHECK(bench_spin(20000, g->stream));
-        CUDA_CHECK(cudaEventRecord(ev[2 * i], g->stream));
-        double t0 = bench_now_s();
-        fn(ctx);
-        host[i] = bench_now_s() - t0;
-        CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], g->stream));
-    }
-    bench_gpu_sync(g);
-    for (int i = 0; i < reps; i++) {
-        CUDA_CHECK(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
-        dev[i] = ms * 1e-3;
-    }
-    out->median_us = 1e6 * bench_median(dev, reps);
-    out->host_us = 1e6 * bench_median(host, reps);
-    out->reps = reps;
-    free(dev);
-    free(host);
+    time_steps(g, fn, ctx, reps, true, flush, out);
 }
 #endif

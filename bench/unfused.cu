@@ -164,24 +164,37 @@ void bench_unfused_destroy(bench_unfused *u)
     free(u);
 }
 
-/* g_t = (maximize ? -g : g), then L2 weight decay or AdamW's decay of p. */
-static int prepare_grad(bench_unfused *u, int64_t n, float *param, const float *grad,
+/* Checks n against the scratch; then g_t = (maximize ? -g : g), then L2 weight decay or AdamW's
+ * decay of p. */
+static int prepare_grad(bench_unfused *u, size_t n, float *param, const float *grad,
                         bool maximize, double weight_decay, bool decoupled, double lr)
 {
-    BLAS_TRY(cublasScopy_64(u->blas, n, grad, 1, u->gt, 1));
+    if (n > u->capacity)
+        return bench_gpu_fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
+    const int64_t len = (int64_t)n;
+    BLAS_TRY(cublasScopy_64(u->blas, len, grad, 1, u->gt, 1));
     if (maximize) {
         const float minus_one = -1.0f;
-        BLAS_TRY(cublasSscal_64(u->blas, n, &minus_one, u->gt, 1));
+        BLAS_TRY(cublasSscal_64(u->blas, len, &minus_one, u->gt, 1));
     }
     if (weight_decay != 0.0) {
         if (decoupled) {
             const float decay = (float)(1.0 - lr * weight_decay);
-            BLAS_TRY(cublasSscal_64(u->blas, n, &decay, param, 1));
+            BLAS_TRY(cublasSscal_64(u->blas, len, &decay, param, 1));
         } else {
             const float wd = (float)weight_decay;
-            BLAS_TRY(cublasSaxpy_64(u->blas, n, &wd, param, 1, u->gt, 1));
+            BLAS_TRY(cublasSaxpy_64(u->blas, len, &wd, param, 1, u->gt, 1));
         }
     }
+    return 0;
+}
+
+/* x = beta * x + (1 - beta) * y (both factors rounded to float), for the moving averages. */
+static int ema(bench_unfused *u, int64_t n, double beta, const float *y, float *x)
+{
+    const float b = (float)beta, one_minus_b = (float)(1.0 - beta);
+    BLAS_TRY(cublasSscal_64(u->blas, n, &b, x, 1));
+    BLAS_TRY(cublasSaxpy_64(u->blas, n, &one_minus_b, y, 1, x, 1));
     return 0;
 }
 
@@ -191,22 +204,16 @@ int bench_unfused_adam_step(bench_unfused *u, const fopt_adam_config *cfg, int64
 {
     if (n == 0)
         return 0;
-    if (n > u->capacity)
-        return bench_gpu_fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
+    if (prepare_grad(u, n, param, grad, cfg->maximize, cfg->weight_decay, cfg->decoupled_weight_decay,
+                     cfg->lr))
+        return -1;
     const int64_t len = (int64_t)n;
     cudaStream_t s = u->stream;
-    if (prepare_grad(u, len, param, grad, cfg->maximize, cfg->weight_decay,
-                     cfg->decoupled_weight_decay, cfg->lr))
+    if (ema(u, len, cfg->beta1, u->gt, exp_avg))
         return -1;
-
-    const float beta1 = (float)cfg->beta1, one_minus_beta1 = (float)(1.0 - cfg->beta1);
-    const float beta2 = (float)cfg->beta2, one_minus_beta2 = (float)(1.0 - cfg->beta2);
-    BLAS_TRY(cublasSscal_64(u->blas, len, &beta1, exp_avg, 1));
-    BLAS_TRY(cublasSaxpy_64(u->blas, len, &one_minus_beta1, u->gt, 1, exp_avg, 1));
-
     LAUNCH(square_kernel, n, s, u->sq, u->gt, len);
-    BLAS_TRY(cublasSscal_64(u->blas, len, &beta2, exp_avg_sq, 1));
-    BLAS_TRY(cublasSaxpy_64(u->blas, len, &one_minus_beta2, u->sq, 1, exp_avg_sq, 1));
+    if (ema(u, len, cfg->beta2, u->sq, exp_avg_sq))
+        return -1;
 
     const float *second = exp_avg_sq;
     if (cfg->amsgrad) {
@@ -230,20 +237,16 @@ int bench_unfused_rmsprop_step(bench_unfused *u, const fopt_rmsprop_config *cfg,
 {
     if (n == 0)
         return 0;
-    if (n > u->capacity)
-        return bench_gpu_fail("unfused scratch holds %zu elements, tensor has %zu", u->capacity, n);
+    if (prepare_grad(u, n, param, grad, cfg->maximize, cfg->weight_decay, false, cfg->lr))
+        return -1;
     const int64_t len = (int64_t)n;
     cudaStream_t s = u->stream;
-    if (prepare_grad(u, len, param, grad, cfg->maximize, cfg->weight_decay, false, cfg->lr))
-        return -1;
-
-    const float alpha = (float)cfg->alpha, one_minus_alpha = (float)(1.0 - cfg->alpha);
     LAUNCH(square_kernel, n, s, u->sq, u->gt, len);
-    BLAS_TRY(cublasSscal_64(u->blas, len, &alpha, square_avg, 1));
-    BLAS_TRY(cublasSaxpy_64(u->blas, len, &one_minus_alpha, u->sq, 1, square_avg, 1));
+    if (ema(u, len, cfg->alpha, u->sq, square_avg))
+        return -1;
     if (cfg->centered) {
-        BLAS_TRY(cublasSscal_64(u->blas, len, &alpha, grad_avg, 1));
-        BLAS_TRY(cublasSaxpy_64(u->blas, len, &one_minus_alpha, u->gt, 1, grad_avg, 1));
+        if (ema(u, len, cfg->alpha, u->gt, grad_avg))
+            return -1;
         LAUNCH(square_kernel, n, s, u->sq, grad_avg, len);
         LAUNCH(sub_kernel, n, s, u->sq, square_avg, u->sq, len);
         LAUNCH(sqrt_kernel, n, s, u->sq, u->sq, len);

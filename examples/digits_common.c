@@ -129,7 +129,8 @@ static int takes_value(const char *a)
     return 0;
 }
 
-int digits_parse_args(int argc, char **argv, digits_options *o)
+/* 0: run; 1: --help was printed; -1: bad arguments (message on stderr). */
+static int parse_args(int argc, char **argv, digits_options *o)
 {
     const char *prog = argc > 0 ? argv[0] : "digits_mlp";
     memset(o, 0, sizeof *o);
@@ -205,6 +206,13 @@ int digits_parse_args(int argc, char **argv, digits_options *o)
         return -1;
     }
     return 0;
+}
+
+void digits_parse_args(int argc, char **argv, digits_options *o)
+{
+    int parsed = parse_args(argc, argv, o);
+    if (parsed)
+        exit(parsed > 0 ? 0 : 2);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -44,8 +44,9 @@ typedef struct digits_options {
     int quiet; /* --quiet: no per-epoch lines */
 } digits_options;
 
-/* Fills o from argv. 0: run; 1: --help was printed; -1: bad arguments (message on stderr). */
-int digits_parse_args(int argc, char **argv, digits_options *o);
+/* Fills o from argv. --help prints the usage and exits with status 0, bad arguments print a
+ * message to stderr and exit with status 2. */
+void digits_parse_args(int argc, char **argv, digits_options *o);
 
 /* ---- parameters ---- */
 typedef struct digits_layout {

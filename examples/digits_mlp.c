@@ -140,9 +140,7 @@ static int cpu_load_state(void *ctx, const void *buf, size_t size, int64_t step)
 int main(int argc, char **argv)
 {
     digits_options o;
-    int parsed = digits_parse_args(argc, argv, &o);
-    if (parsed)
-        return parsed > 0 ? 0 : 2;
+    digits_parse_args(argc, argv, &o);
     digits_data d;
     if (digits_load(o.data_path, &d))
         return 1;

@@ -24,37 +24,13 @@
 #include <cuda_runtime.h>
 
 #include "digits_common.h"
+#include "example_check.h"
 #include "fusedopt.h"
 
-#define CUDA_TRY(x)                                                                                \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            std::fprintf(stderr, "digits_mlp_gpu: %s: %s (%s:%d)\n", #x, cudaGetErrorString(e_),   \
-                         __FILE__, __LINE__);                                                      \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-#define CUBLAS_TRY(x)                                                                              \
-    do {                                                                                           \
-        cublasStatus_t s_ = (x);                                                                   \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-            std::fprintf(stderr, "digits_mlp_gpu: %s: %s (%s:%d)\n", #x,                           \
-                         cublasGetStatusString(s_), __FILE__, __LINE__);                           \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-#define FOPT_TRY(x)                                                                                \
-    do {                                                                                           \
-        fopt_status s_ = (x);                                                                      \
-        if (s_ != FOPT_SUCCESS) {                                                                  \
-            std::fprintf(stderr, "digits_mlp_gpu: %s: %s: %s\n", #x, fopt_status_string(s_),       \
-                         fopt_last_error());                                                       \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
+#define CHECK_CUBLAS(x) EXAMPLE_CHECK(cublasStatus_t, CUBLAS_STATUS_SUCCESS, cublasGetStatusString, x)
+
 /* after a kernel launch: launch errors now, execution errors at the next synchronisation */
-#define LAUNCH_TRY() CUDA_TRY(cudaGetLastError())
+#define LAUNCH_TRY() CHECK_CUDA(cudaGetLastError())
 
 static const int THREADS = 256;
 static unsigned blocks(size_t n) { return (unsigned)((n + THREADS - 1) / THREADS); }
@@ -128,7 +104,7 @@ static const float ONE = 1.0f, ZERO = 0.0f;
 static int gemm_xw(cublasHandle_t h, const float *x, const float *w, float *y, int rows, int in,
                    int out)
 {
-    CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, out, rows, in, &ONE, w, out, x, in, &ZERO,
+    CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, out, rows, in, &ONE, w, out, x, in, &ZERO,
                            y, out));
     return 0;
 }
@@ -137,7 +113,7 @@ static int gemm_xw(cublasHandle_t h, const float *x, const float *w, float *y, i
 static int gemm_xt_dy(cublasHandle_t h, const float *x, const float *dy, float *dw, int rows,
                       int in, int out)
 {
-    CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, out, in, rows, &ONE, dy, out, x, in, &ZERO,
+    CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, out, in, rows, &ONE, dy, out, x, in, &ZERO,
                            dw, out));
     return 0;
 }
@@ -146,7 +122,7 @@ static int gemm_xt_dy(cublasHandle_t h, const float *x, const float *dy, float *
 static int gemm_dy_wt(cublasHandle_t h, const float *dy, const float *w, float *dx, int rows,
                       int in, int out)
 {
-    CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, in, rows, out, &ONE, w, out, dy, out, &ZERO,
+    CHECK_CUBLAS(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, in, rows, out, &ONE, w, out, dy, out, &ZERO,
                            dx, in));
     return 0;
 }
@@ -224,7 +200,7 @@ static int gpu_begin_epoch(void *ctx, const int32_t *order)
     gpu_model *m = (gpu_model *)ctx;
     /* the previous epoch's batches may still read m->order: the copy is ordered after them on
      * the stream, and the host array is not reused before the synchronising end_epoch */
-    CUDA_TRY(cudaMemcpyAsync(m->order, order, (size_t)m->d->n_train * sizeof(int32_t),
+    CHECK_CUDA(cudaMemcpyAsync(m->order, order, (size_t)m->d->n_train * sizeof(int32_t),
                              cudaMemcpyHostToDevice, m->stream));
     return 0;
 }
@@ -235,18 +211,18 @@ static int gpu_train_batch(void *ctx, int start, int rows, int64_t step, double 
     (void)step; /* the optimizer counts its steps itself (checked at resume and at the end) */
     if (forward_backward(m, start, rows))
         return -1;
-    FOPT_TRY(fopt_set_group_lr(m->opt, 0, lr));
-    FOPT_TRY(fopt_set_group_lr(m->opt, 1, lr));
-    FOPT_TRY(fopt_step(m->opt, m->stream));
+    CHECK_FOPT(fopt_set_group_lr(m->opt, 0, lr));
+    CHECK_FOPT(fopt_set_group_lr(m->opt, 1, lr));
+    CHECK_FOPT(fopt_step(m->opt, m->stream));
     return 0;
 }
 
 static int gpu_end_epoch(void *ctx, float *losses)
 {
     gpu_model *m = (gpu_model *)ctx;
-    CUDA_TRY(cudaMemcpyAsync(losses, m->losses, (size_t)m->d->n_train * sizeof(float),
+    CHECK_CUDA(cudaMemcpyAsync(losses, m->losses, (size_t)m->d->n_train * sizeof(float),
                              cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
     return 0;
 }
 
@@ -255,27 +231,27 @@ static int gpu_predict(void *ctx, float *logits)
     gpu_model *m = (gpu_model *)ctx;
     if (forward(m, m->test_x, m->d->n_test))
         return -1;
-    CUDA_TRY(cudaMemcpyAsync(logits, m->logits, (size_t)m->d->n_test * m->l.out * sizeof(float),
+    CHECK_CUDA(cudaMemcpyAsync(logits, m->logits, (size_t)m->d->n_test * m->l.out * sizeof(float),
                              cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
     return 0;
 }
 
 static int gpu_get_params(void *ctx, float *params)
 {
     gpu_model *m = (gpu_model *)ctx;
-    CUDA_TRY(cudaMemcpyAsync(params, m->params, m->l.total * sizeof(float), cudaMemcpyDeviceToHost,
+    CHECK_CUDA(cudaMemcpyAsync(params, m->params, m->l.total * sizeof(float), cudaMemcpyDeviceToHost,
                              m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
     return 0;
 }
 
 static int gpu_set_params(void *ctx, const float *params)
 {
     gpu_model *m = (gpu_model *)ctx;
-    CUDA_TRY(cudaMemcpyAsync(m->params, params, m->l.total * sizeof(float), cudaMemcpyHostToDevice,
+    CHECK_CUDA(cudaMemcpyAsync(m->params, params, m->l.total * sizeof(float), cudaMemcpyHostToDevice,
                              m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
     return 0;
 }
 
@@ -284,16 +260,16 @@ static size_t gpu_state_size(void *ctx) { return fopt_state_size(((gpu_model *)c
 static int gpu_save_state(void *ctx, void *buf, size_t size)
 {
     gpu_model *m = (gpu_model *)ctx;
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
-    FOPT_TRY(fopt_state_save(m->opt, buf, size));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
+    CHECK_FOPT(fopt_state_save(m->opt, buf, size));
     return 0;
 }
 
 static int gpu_load_state(void *ctx, const void *buf, size_t size, int64_t step)
 {
     gpu_model *m = (gpu_model *)ctx;
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
-    FOPT_TRY(fopt_state_load(m->opt, buf, size)); /* state, step count, group lrs and decays */
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
+    CHECK_FOPT(fopt_state_load(m->opt, buf, size)); /* state, step count, group lrs and decays */
     int64_t count = fopt_step_count(m->opt);
     if (count != step) {
         std::fprintf(stderr, "digits_mlp_gpu: the checkpoint's optimizer is at step %lld, its "
@@ -313,34 +289,34 @@ static int gpu_model_init(gpu_model *m, const digits_data *d, const digits_optio
     const size_t rows = (size_t)(o->batch > d->n_test ? o->batch : d->n_test);
     const size_t nf = (size_t)d->features;
 
-    CUDA_TRY(cudaStreamCreate(&m->stream));
-    CUBLAS_TRY(cublasCreate(&m->blas));
-    CUBLAS_TRY(cublasSetStream(m->blas, m->stream));
+    CHECK_CUDA(cudaStreamCreate(&m->stream));
+    CHECK_CUBLAS(cublasCreate(&m->blas));
+    CHECK_CUBLAS(cublasSetStream(m->blas, m->stream));
     /* plain fp32 products (no TF32), the closest to the CPU front end */
-    CUBLAS_TRY(cublasSetMathMode(m->blas, CUBLAS_PEDANTIC_MATH));
+    CHECK_CUBLAS(cublasSetMathMode(m->blas, CUBLAS_PEDANTIC_MATH));
 
-    CUDA_TRY(cudaMalloc(&m->params, l.total * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->grads, l.total * sizeof(float)));
-    CUDA_TRY(cudaMemset(m->grads, 0, l.total * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->train_x, (size_t)d->n_train * nf * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->train_y, (size_t)d->n_train * sizeof(int32_t)));
-    CUDA_TRY(cudaMalloc(&m->test_x, (size_t)d->n_test * nf * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->test_y, (size_t)d->n_test * sizeof(int32_t)));
-    CUDA_TRY(cudaMalloc(&m->order, (size_t)d->n_train * sizeof(int32_t)));
-    CUDA_TRY(cudaMalloc(&m->x, rows * nf * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->y, rows * sizeof(int32_t)));
-    CUDA_TRY(cudaMalloc(&m->hidden, rows * l.hidden * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->dhidden, rows * l.hidden * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->logits, rows * l.out * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->dlogits, rows * l.out * sizeof(float)));
-    CUDA_TRY(cudaMalloc(&m->losses, (size_t)d->n_train * sizeof(float)));
-    CUDA_TRY(cudaMemcpy(m->train_x, d->train_x, (size_t)d->n_train * nf * sizeof(float),
+    CHECK_CUDA(cudaMalloc(&m->params, l.total * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->grads, l.total * sizeof(float)));
+    CHECK_CUDA(cudaMemset(m->grads, 0, l.total * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->train_x, (size_t)d->n_train * nf * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->train_y, (size_t)d->n_train * sizeof(int32_t)));
+    CHECK_CUDA(cudaMalloc(&m->test_x, (size_t)d->n_test * nf * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->test_y, (size_t)d->n_test * sizeof(int32_t)));
+    CHECK_CUDA(cudaMalloc(&m->order, (size_t)d->n_train * sizeof(int32_t)));
+    CHECK_CUDA(cudaMalloc(&m->x, rows * nf * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->y, rows * sizeof(int32_t)));
+    CHECK_CUDA(cudaMalloc(&m->hidden, rows * l.hidden * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->dhidden, rows * l.hidden * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->logits, rows * l.out * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->dlogits, rows * l.out * sizeof(float)));
+    CHECK_CUDA(cudaMalloc(&m->losses, (size_t)d->n_train * sizeof(float)));
+    CHECK_CUDA(cudaMemcpy(m->train_x, d->train_x, (size_t)d->n_train * nf * sizeof(float),
                         cudaMemcpyHostToDevice));
-    CUDA_TRY(cudaMemcpy(m->train_y, d->train_y, (size_t)d->n_train * sizeof(int32_t),
+    CHECK_CUDA(cudaMemcpy(m->train_y, d->train_y, (size_t)d->n_train * sizeof(int32_t),
                         cudaMemcpyHostToDevice));
-    CUDA_TRY(cudaMemcpy(m->test_x, d->test_x, (size_t)d->n_test * nf * sizeof(float),
+    CHECK_CUDA(cudaMemcpy(m->test_x, d->test_x, (size_t)d->n_test * nf * sizeof(float),
                         cudaMemcpyHostToDevice));
-    CUDA_TRY(cudaMemcpy(m->test_y, d->test_y, (size_t)d->n_test * sizeof(int32_t),
+    CHECK_CUDA(cudaMemcpy(m->test_y, d->test_y, (size_t)d->n_test * sizeof(int32_t),
                         cudaMemcpyHostToDevice));
 
     /* one optimizer over the four tensors: group 0 the weights, group 1 the biases */
@@ -361,8 +337,8 @@ static int gpu_model_init(gpu_model *m, const digits_data *d, const digits_optio
     cfg.decoupled_weight_decay = true; /* AdamW */
     cfg.weight_decay = o->weight_decay; /* every group's default ... */
     cfg.lr = o->lr;
-    FOPT_TRY(fopt_adam_create(&m->opt, &cfg, tensors, 4));
-    FOPT_TRY(fopt_set_group_weight_decay(m->opt, 1, 0.0)); /* ... but none on the biases */
+    CHECK_FOPT(fopt_adam_create(&m->opt, &cfg, tensors, 4));
+    CHECK_FOPT(fopt_set_group_weight_decay(m->opt, 1, 0.0)); /* ... but none on the biases */
     return 0;
 }
 
@@ -400,11 +376,11 @@ static int check_gradients(gpu_model *m, const digits_options *o)
     if (gpu_set_params(m, params.data()) || gpu_begin_epoch(m, order.data()) ||
         forward_backward(m, 0, rows))
         return -1;
-    CUDA_TRY(cudaMemcpyAsync(g_gpu.data(), m->grads, l.total * sizeof(float),
+    CHECK_CUDA(cudaMemcpyAsync(g_gpu.data(), m->grads, l.total * sizeof(float),
                              cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaMemcpyAsync(loss_gpu.data(), m->losses, rows * sizeof(float),
+    CHECK_CUDA(cudaMemcpyAsync(loss_gpu.data(), m->losses, rows * sizeof(float),
                              cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    CHECK_CUDA(cudaStreamSynchronize(m->stream));
 
     for (int r = 0; r < rows; r++) {
         std::memcpy(&x[r * nf], d->train_x + (size_t)order[r] * nf, nf * sizeof(float));
@@ -451,8 +427,8 @@ static int run(const digits_options *o, const digits_data *d, gpu_model *m)
         return -1;
     cudaDeviceProp prop;
     int dev = 0;
-    CUDA_TRY(cudaGetDevice(&dev));
-    CUDA_TRY(cudaGetDeviceProperties(&prop, dev));
+    CHECK_CUDA(cudaGetDevice(&dev));
+    CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
     std::printf("gpu: fusedopt %s on %s; %d train / %d test samples; MLP %d-%d-%d, batch %d, "
                 "%d epochs; AdamW lr %g (warmup %d, cosine to %g), weight decay %g on weights "
                 "(group 0), 0 on biases (group 1); seed %llu\n",
@@ -483,9 +459,7 @@ static int run(const digits_options *o, const digits_data *d, gpu_model *m)
 int main(int argc, char **argv)
 {
     digits_options o;
-    int parsed = digits_parse_args(argc, argv, &o);
-    if (parsed)
-        return parsed > 0 ? 0 : 2;
+    digits_parse_args(argc, argv, &o);
 #ifdef FOPT_DEVICE_EMULATION
     /* fusedopt's emulated device keeps "device" memory on the host; cuBLAS needs a real GPU */
     std::printf("gpu: skipped: fusedopt is built with the emulated device, which cannot run cuBLAS "

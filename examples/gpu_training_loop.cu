@@ -14,25 +14,9 @@
 
 #include <cuda_runtime.h>
 
-#include "example_device.h"
+#include "example_device.h" /* before example_check.h: CHECK_CUDA's messages on the emulated device */
+#include "example_check.h"
 #include "fusedopt.h"
-
-#define CHECK_CUDA(x)                                                                              \
-    do {                                                                                           \
-        cudaError_t e = (x);                                                                       \
-        if (e != cudaSuccess) {                                                                    \
-            std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                           \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CHECK_FOPT(x)                                                                              \
-    do {                                                                                           \
-        fopt_status s = (x);                                                                       \
-        if (s != FOPT_SUCCESS) {                                                                   \
-            std::fprintf(stderr, "%s: %s\n", #x, fopt_last_error());                               \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* "Backward": d/dw sum((w - target)^2) = 2 (w - target). The kernel's body is a function of
  * (block, thread, threads per block, arguments), so it also runs on the emulated device. */

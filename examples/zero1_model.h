@@ -20,14 +20,13 @@ static const size_t ZERO1_SIZES[] = {1000, 37, 4099, 1, 777, 2051, 64};
 #define ZERO1_STEPS 20
 #define ZERO1_INF_STEP 7 /* the iteration whose grads hold an inf (an AMP overflow) */
 
+/* A 32-bit integer hash (the examples build against the installed headers only, so this is not
+ * the library's kernels/dtype.h fopt_hash32, though it is the same function). */
 ZERO1_HD static inline uint32_t zero1_hash32(uint32_t x)
 {
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
+    x = (x ^ (x >> 16)) * 0x7feb352du;
+    x = (x ^ (x >> 15)) * 0x846ca68bu;
+    return x ^ (x >> 16);
 }
 
 /* Param i before the first step, in [-0.5, 0.5]. */

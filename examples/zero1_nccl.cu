@@ -28,33 +28,11 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include "example_check.h"
 #include "fusedopt.h"
 #include "zero1_model.h"
 
-#define CHECK_CUDA(x)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CHECK_NCCL(x)                                                                              \
-    do {                                                                                           \
-        ncclResult_t e_ = (x);                                                                     \
-        if (e_ != ncclSuccess) {                                                                   \
-            std::fprintf(stderr, "%s: %s\n", #x, ncclGetErrorString(e_));                          \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define CHECK_FOPT(x)                                                                              \
-    do {                                                                                           \
-        fopt_status s_ = (x);                                                                      \
-        if (s_ != FOPT_SUCCESS) {                                                                  \
-            std::fprintf(stderr, "%s: %s\n", #x, fopt_last_error());                               \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
+#define CHECK_NCCL(x) EXAMPLE_CHECK(ncclResult_t, ncclSuccess, ncclGetErrorString, x)
 
 __global__ void contribution_kernel(const float *w, float *g, size_t n, int r, int it, const float *scale)
 {

@@ -343,6 +343,31 @@ fopt_kernel fopt_step_kernel_of()
     return k;
 }
 
+/* The kernel of param type P and master mode MASTER with fp32 or bf16 states. */
+template <class P, int MASTER, class Update>
+fopt_kernel fopt_step_kernel_states(bool bf16_states)
+{
+    return bf16_states ? fopt_step_kernel_of<P, fopt_bf16_t, MASTER, Update>()
+                       : fopt_step_kernel_of<P, fopt_f32_t, MASTER, Update>();
+}
+
+/* The kernel of param type P for a runtime master mode: none, fp32 (LAST >= FOPT_MASTER_F32) and
+ * remainders (LAST == FOPT_MASTER_REMAINDER, for every mode but the other two); an empty
+ * fopt_kernel for a mode P cannot have. */
+template <class P, int LAST, class Update>
+fopt_kernel fopt_step_kernel_master(fopt_master_mode master, bool bf16_states)
+{
+    if (master == FOPT_MASTER_NONE)
+        return fopt_step_kernel_states<P, FOPT_MASTER_NONE, Update>(bf16_states);
+    if constexpr (LAST >= FOPT_MASTER_F32)
+        if (master == FOPT_MASTER_F32)
+            return fopt_step_kernel_states<P, FOPT_MASTER_F32, Update>(bf16_states);
+    if constexpr (LAST == FOPT_MASTER_REMAINDER)
+        return fopt_step_kernel_states<P, FOPT_MASTER_REMAINDER, Update>(bf16_states);
+    fopt_kernel none = {nullptr, nullptr, 0, nullptr};
+    return none;
+}
+
 /* The kernel for a runtime combination of storage types (every combination a config can ask
  * for; an empty fopt_kernel for the rest, which validation rejects first). */
 template <class Update>
@@ -350,33 +375,14 @@ fopt_kernel fopt_step_kernel_select(fopt_storage param, fopt_storage state, fopt
 {
     const bool sbf = state == FOPT_ST_BF16;
     switch (param) {
-    case FOPT_ST_F32:
-        if (master == FOPT_MASTER_NONE)
-            return sbf ? fopt_step_kernel_of<fopt_f32_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
-                       : fopt_step_kernel_of<fopt_f32_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
-        break;
-    case FOPT_ST_F16:
-        if (master == FOPT_MASTER_NONE)
-            return sbf ? fopt_step_kernel_of<fopt_f16_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
-                       : fopt_step_kernel_of<fopt_f16_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
-        if (master == FOPT_MASTER_F32)
-            return sbf ? fopt_step_kernel_of<fopt_f16_t, fopt_bf16_t, FOPT_MASTER_F32, Update>()
-                       : fopt_step_kernel_of<fopt_f16_t, fopt_f32_t, FOPT_MASTER_F32, Update>();
-        break;
-    case FOPT_ST_BF16:
-        if (master == FOPT_MASTER_NONE)
-            return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_NONE, Update>()
-                       : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_NONE, Update>();
-        if (master == FOPT_MASTER_F32)
-            return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_F32, Update>()
-                       : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_F32, Update>();
-        return sbf ? fopt_step_kernel_of<fopt_bf16_t, fopt_bf16_t, FOPT_MASTER_REMAINDER, Update>()
-                   : fopt_step_kernel_of<fopt_bf16_t, fopt_f32_t, FOPT_MASTER_REMAINDER, Update>();
-    default:
-        break;
+    case FOPT_ST_F32: return fopt_step_kernel_master<fopt_f32_t, FOPT_MASTER_NONE, Update>(master, sbf);
+    case FOPT_ST_F16: return fopt_step_kernel_master<fopt_f16_t, FOPT_MASTER_F32, Update>(master, sbf);
+    case FOPT_ST_BF16: return fopt_step_kernel_master<fopt_bf16_t, FOPT_MASTER_REMAINDER, Update>(master, sbf);
+    default: {
+        fopt_kernel none = {nullptr, nullptr, 0, nullptr};
+        return none;
     }
-    fopt_kernel none = {nullptr, nullptr, 0, nullptr};
-    return none;
+    }
 }
 
 #endif

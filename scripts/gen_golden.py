@@ -56,14 +56,8 @@ Multi-tensor cases (one optimizer, one param group, over 1..N tensors) with a st
 params and grads, one for the states, optional fp32 master weights, and per-step AMP/clipping
 options, for the fopt_*_step_*_multi entry points. States start at zero, the step counter at 1.
 
-    char     magic[8]   = "FOPTGOLD"
-    u32      version    = 2
-    u32      case_count
-    then case_count cases, each:
-      char   name[64]         NUL-terminated, NUL-padded
-      u32    optimizer        0 Adam/AdamW, 1 RMSprop
-      u32    flags            as in format 1
-      f64    lr, beta1_or_alpha, beta2, eps, weight_decay, momentum   (unused ones 0)
+    magic, version = 2 and case_count as in format 1, then case_count cases, each:
+      name, optimizer, flags and the six f64 hyper-parameters as in format 1
       u32    dtype            of params and grads (fopt_dtype): 0 fp32, 1 fp16, 2 bf16
       u32    state_dtype      0 fp32, 2 bf16
       u32    master_weights   0 or 1 (1 only with a 16-bit dtype)
@@ -188,19 +182,11 @@ def run_adam(cfg, first_step, param0, state0, grads):
               weight_decay=cfg["wd"], amsgrad=cfg["amsgrad"], maximize=cfg["maximize"],
               foreach=False)
     opt = (torch.optim.AdamW if cfg["decoupled"] else torch.optim.Adam)([p], **kw)
-    st = opt.state[p]
-    st["step"] = torch.tensor(float(first_step - 1))  # float32 scalar, as torch 1.13 keeps it
-    st["exp_avg"] = torch.from_numpy(state0[0].copy())
-    st["exp_avg_sq"] = torch.from_numpy(state0[1].copy())
-    if cfg["amsgrad"]:
-        st["max_exp_avg_sq"] = torch.from_numpy(state0[2].copy())
-    for g in grads:
-        p.grad = torch.from_numpy(g.copy())
-        opt.step()
-    assert float(st["step"]) == first_step - 1 + len(grads)
-    out = [st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
-           st["max_exp_avg_sq"].numpy() if cfg["amsgrad"] else zeros(len(param0))]
-    return p.detach().numpy().copy(), [o.copy() for o in out]
+    opt.state[p]["step"] = torch.tensor(float(first_step - 1))  # float32, as torch 1.13 keeps it
+    slots = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq" if cfg["amsgrad"] else None]
+    out = run_steps(opt, p, slots, state0, grads)
+    assert float(opt.state[p]["step"]) == first_step - 1 + len(grads)
+    return out
 
 
 def run_rmsprop(cfg, param0, state0, grads):
@@ -208,20 +194,23 @@ def run_rmsprop(cfg, param0, state0, grads):
     opt = torch.optim.RMSprop([p], lr=cfg["lr"], alpha=cfg["alpha"], eps=cfg["eps"],
                               weight_decay=cfg["wd"], momentum=cfg["momentum"],
                               centered=cfg["centered"], maximize=cfg["maximize"], foreach=False)
+    opt.state[p]["step"] = 0
+    slots = ["square_avg", "momentum_buffer" if cfg["momentum"] > 0 else None,
+             "grad_avg" if cfg["centered"] else None]
+    return run_steps(opt, p, slots, state0, grads)
+
+
+def run_steps(opt, p, slots, state0, grads):
+    """Sets the state of p in opt from state0 for the used slots (their torch names, None where
+    unused), steps once per grad and returns the param and the three slots (zeros where unused)."""
     st = opt.state[p]
-    st["step"] = 0
-    st["square_avg"] = torch.from_numpy(state0[0].copy())
-    if cfg["momentum"] > 0:
-        st["momentum_buffer"] = torch.from_numpy(state0[1].copy())
-    if cfg["centered"]:
-        st["grad_avg"] = torch.from_numpy(state0[2].copy())
+    for name, s0 in zip(slots, state0):
+        if name:
+            st[name] = torch.from_numpy(s0.copy())
     for g in grads:
         p.grad = torch.from_numpy(g.copy())
         opt.step()
-    n = len(param0)
-    out = [st["square_avg"].numpy(),
-           st["momentum_buffer"].numpy() if cfg["momentum"] > 0 else zeros(n),
-           st["grad_avg"].numpy() if cfg["centered"] else zeros(n)]
+    out = [st[name].numpy() if name else zeros(p.numel()) for name in slots]
     return p.detach().numpy().copy(), [o.copy() for o in out]
 
 
@@ -294,6 +283,17 @@ def make_case(name, opt, cfg, n, steps, seed, gradgen=grads_normal, first_step=1
     return name, blob
 
 
+def sized_cases(opt, variants, big, seed):
+    """25 steps of each (name, cfg) variant at n = 1, 3, 5, 17, 1001, and 4097 for the names in
+    big; the seeds count up from seed + 1."""
+    cases = []
+    for vname, cfg in variants:
+        for n in [1, 3, 5, 17, 1001] + ([4097] if vname in big else []):
+            seed += 1
+            cases.append(make_case("%s_n%d" % (vname, n), opt, cfg, n, 25, seed))
+    return cases
+
+
 def adam_cases():
     variants = [
         ("adam_default", adam_cfg()),
@@ -313,13 +313,7 @@ def adam_cases():
                                              decoupled=True, amsgrad=True)),
     ]
     big = {"adam_default", "adamw_amsgrad_wd0.01", "adam_beta1_0.3_lr3e-2_b2_0.95_eps1e-6"}
-    cases = []
-    seed = 1000
-    for vname, cfg in variants:
-        sizes = [1, 3, 5, 17, 1001] + ([4097] if vname in big else [])
-        for n in sizes:
-            seed += 1
-            cases.append(make_case("%s_n%d" % (vname, n), ADAM, cfg, n, 25, seed))
+    cases = sized_cases(ADAM, variants, big, 1000)
     # edge cases
     cases += [
         make_case("adam_step1_only_n1001", ADAM, adam_cfg(), 1001, 1, 2001),
@@ -359,13 +353,7 @@ def rmsprop_cases():
         ("rmsprop_alpha0", rmsprop_cfg(alpha=0.0, momentum=0.2)),
     ]
     big = {"rmsprop_default", "rmsprop_centered_momentum0.9"}
-    cases = []
-    seed = 5000
-    for vname, cfg in variants:
-        sizes = [1, 3, 5, 17, 1001] + ([4097] if vname in big else [])
-        for n in sizes:
-            seed += 1
-            cases.append(make_case("%s_n%d" % (vname, n), RMSPROP, cfg, n, 25, seed))
+    cases = sized_cases(RMSPROP, variants, big, 5000)
     cases += [
         make_case("rmsprop_step1_only_centered_n1001", RMSPROP, rmsprop_cfg(centered=True),
                   1001, 1, 6001),

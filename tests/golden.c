@@ -1,6 +1,7 @@
 #include "golden.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +16,11 @@
 
 enum { F_DECOUPLED = 1, F_AMSGRAD = 2, F_MAXIMIZE = 4, F_CENTERED = 8 };
 
-/* A bounded little-endian reader over the whole file. */
-typedef struct reader {
-    const unsigned char *p;
-    size_t left;
-    const char *file;
-} reader;
+/* ---------------------------------------------------------------------------------------------
+ * Reading (both formats)
+ * ------------------------------------------------------------------------------------------- */
 
-static const unsigned char *take(reader *r, size_t bytes)
+const unsigned char *golden_take(golden_reader *r, size_t bytes)
 {
     cr_assert(bytes <= r->left, "%s: truncated (wanted %zu bytes, %zu left)", r->file, bytes,
               r->left);
@@ -32,40 +30,54 @@ static const unsigned char *take(reader *r, size_t bytes)
     return at;
 }
 
-static uint64_t get_le(reader *r, int bytes)
+static uint64_t le(const unsigned char *b, int bytes)
 {
-    const unsigned char *b = take(r, (size_t)bytes);
     uint64_t v = 0;
     for (int i = bytes - 1; i >= 0; i--)
         v = (v << 8) | b[i];
     return v;
 }
 
-static uint32_t get_u32(reader *r) { return (uint32_t)get_le(r, 4); }
-static uint64_t get_u64(reader *r) { return get_le(r, 8); }
+uint32_t golden_get_u32(golden_reader *r) { return (uint32_t)le(golden_take(r, 4), 4); }
+uint64_t golden_get_u64(golden_reader *r) { return le(golden_take(r, 8), 8); }
 
-static double get_f64(reader *r)
+float golden_get_f32(golden_reader *r)
 {
-    uint64_t bits = get_u64(r);
+    uint32_t bits = golden_get_u32(r);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+double golden_get_f64(golden_reader *r)
+{
+    uint64_t bits = golden_get_u64(r);
     double d;
     memcpy(&d, &bits, sizeof d);
     return d;
 }
 
-static void get_f32s(reader *r, float *dst, size_t n)
+void golden_get_elems(golden_reader *r, void *dst, size_t n, size_t elem_size)
 {
-    const unsigned char *b = take(r, n * 4);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 |
-                        (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
-        memcpy(&dst[i], &bits, sizeof bits);
+    const unsigned char *b = golden_take(r, n * elem_size);
+    if (elem_size == 4) {
+        float *d = dst;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t bits = (uint32_t)le(b + 4 * i, 4);
+            memcpy(&d[i], &bits, sizeof bits);
+        }
+    } else {
+        uint16_t *d = dst;
+        for (size_t i = 0; i < n; i++)
+            d[i] = (uint16_t)le(b + 2 * i, 2);
     }
 }
 
-static unsigned char *read_whole_file(const char *path, size_t *size)
+static unsigned char *read_whole_file(const char *path, const char *gen_args, size_t *size)
 {
     FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open golden file %s (run scripts/gen_golden.py)", path);
+    cr_assert_not_null(f, "cannot open golden file %s (run scripts/gen_golden.py%s)", path,
+                       gen_args);
     unsigned char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -86,60 +98,108 @@ static unsigned char *read_whole_file(const char *path, size_t *size)
     return buf;
 }
 
-static void parse_case(reader *r, golden_case *c)
+size_t golden_read_cases(const char *file_name, uint32_t version, size_t min_case_bytes,
+                         size_t case_size, void (*parse)(golden_reader *r, void *c), void **cases)
 {
-    const unsigned char *name = take(r, 64);
-    cr_assert(memchr(name, 0, 64) != NULL && name[0] != 0, "%s: case name not NUL-terminated",
+    char path[4096];
+    int len = snprintf(path, sizeof path, "%s/%s", FOPT_TEST_DATA_DIR, file_name);
+    cr_assert(len > 0 && (size_t)len < sizeof path, "golden path too long");
+
+    size_t size;
+    unsigned char *buf = read_whole_file(path, version == 1 ? "" : " ext", &size);
+    golden_reader r = {buf, size, file_name};
+    cr_assert(memcmp(golden_take(&r, 8), GOLDEN_MAGIC, 8) == 0, "%s: not a golden file",
+              file_name);
+    uint32_t got = golden_get_u32(&r), count = golden_get_u32(&r);
+    cr_assert_eq(got, version, "%s: version %u, this loader reads %u", file_name, got, version);
+    cr_assert(count >= 1 && count <= size / min_case_bytes, "%s: case count %u", file_name,
+              count);
+
+    unsigned char *cs = calloc(count, case_size);
+    cr_assert_not_null(cs, "out of memory");
+    for (uint32_t i = 0; i < count; i++)
+        parse(&r, cs + i * case_size);
+    cr_assert_eq(r.left, 0, "%s: %zu trailing bytes after %u cases", file_name, r.left, count);
+    free(buf);
+    *cases = cs;
+    return count;
+}
+
+void golden_free_cases(void *cases, size_t count, size_t case_size, size_t storage_offset)
+{
+    if (!cases)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        void *storage;
+        memcpy(&storage, (unsigned char *)cases + i * case_size + storage_offset, sizeof storage);
+        free(storage);
+    }
+    free(cases);
+}
+
+void golden_read_head(golden_reader *r, char name[64], int *optimizer, fopt_adam_config *adam,
+                      fopt_rmsprop_config *rmsprop)
+{
+    const unsigned char *at = golden_take(r, 64);
+    cr_assert(memchr(at, 0, 64) != NULL && at[0] != 0, "%s: case name not NUL-terminated",
               r->file);
-    memcpy(c->name, name, 64);
+    memcpy(name, at, 64);
 
-    uint32_t optimizer = get_u32(r), flags = get_u32(r);
-    double lr = get_f64(r), b1_alpha = get_f64(r), beta2 = get_f64(r), eps = get_f64(r);
-    double wd = get_f64(r), momentum = get_f64(r);
-    int64_t first_step = (int64_t)get_u64(r);
-    uint32_t steps = get_u32(r), pad = get_u32(r);
-    uint64_t n = get_u64(r);
+    uint32_t opt = golden_get_u32(r), flags = golden_get_u32(r);
+    double lr = golden_get_f64(r), b1_alpha = golden_get_f64(r), beta2 = golden_get_f64(r);
+    double eps = golden_get_f64(r), wd = golden_get_f64(r), momentum = golden_get_f64(r);
 
-    cr_assert(optimizer == GOLDEN_ADAM || optimizer == GOLDEN_RMSPROP, "%s: %s: optimizer %u",
-              r->file, c->name, optimizer);
-    cr_assert((flags & ~15u) == 0, "%s: %s: unknown flags %#x", r->file, c->name, flags);
-    cr_assert(optimizer == GOLDEN_ADAM ? !(flags & F_CENTERED)
-                                       : !(flags & (F_DECOUPLED | F_AMSGRAD)),
-              "%s: %s: flags %#x do not fit the optimizer", r->file, c->name, flags);
+    cr_assert(opt == GOLDEN_ADAM || opt == GOLDEN_RMSPROP, "%s: %s: optimizer %u", r->file, name,
+              opt);
+    cr_assert((flags & ~15u) == 0, "%s: %s: unknown flags %#x", r->file, name, flags);
+    cr_assert(opt == GOLDEN_ADAM ? !(flags & F_CENTERED) : !(flags & (F_DECOUPLED | F_AMSGRAD)),
+              "%s: %s: flags %#x do not fit the optimizer", r->file, name, flags);
+
+    *optimizer = (int)opt;
+    *adam = fopt_adam_config_default();
+    *rmsprop = fopt_rmsprop_config_default();
+    /* lr, eps, weight_decay and maximize mean the same to both optimizers */
+    adam->lr = rmsprop->lr = lr;
+    adam->eps = rmsprop->eps = eps;
+    adam->weight_decay = rmsprop->weight_decay = wd;
+    adam->maximize = rmsprop->maximize = (flags & F_MAXIMIZE) != 0;
+    if (opt == GOLDEN_ADAM) {
+        adam->beta1 = b1_alpha;
+        adam->beta2 = beta2;
+        adam->decoupled_weight_decay = (flags & F_DECOUPLED) != 0;
+        adam->amsgrad = (flags & F_AMSGRAD) != 0;
+    } else {
+        rmsprop->alpha = b1_alpha;
+        rmsprop->momentum = momentum;
+        rmsprop->centered = (flags & F_CENTERED) != 0;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Format 1
+ * ------------------------------------------------------------------------------------------- */
+
+static void parse_case(golden_reader *r, void *case_)
+{
+    golden_case *c = case_;
+    golden_read_head(r, c->name, &c->optimizer, &c->adam, &c->rmsprop);
+    int64_t first_step = (int64_t)golden_get_u64(r);
+    uint32_t steps = golden_get_u32(r), pad = golden_get_u32(r);
+    uint64_t n = golden_get_u64(r);
+
     cr_assert(pad == 0, "%s: %s: nonzero pad", r->file, c->name);
     cr_assert(steps >= 1 && n >= 1, "%s: %s: steps %u, n %llu", r->file, c->name, steps,
               (unsigned long long)n);
-    cr_assert(first_step >= 1 && (optimizer == GOLDEN_ADAM || first_step == 1),
+    cr_assert(first_step >= 1 && (c->optimizer == GOLDEN_ADAM || first_step == 1),
               "%s: %s: first_step %lld", r->file, c->name, (long long)first_step);
     /* The arrays must fit in what is left of the file: bounds n and steps before multiplying. */
     uint64_t per_n = 8u + (uint64_t)steps;
     cr_assert(n <= r->left / 4 / per_n, "%s: %s: %llu elements x %u steps exceed the file",
               r->file, c->name, (unsigned long long)n, steps);
 
-    c->optimizer = (int)optimizer;
     c->first_step = first_step;
     c->steps = steps;
     c->n = (size_t)n;
-    c->adam = fopt_adam_config_default();
-    c->rmsprop = fopt_rmsprop_config_default();
-    if (optimizer == GOLDEN_ADAM) {
-        c->adam.lr = lr;
-        c->adam.beta1 = b1_alpha;
-        c->adam.beta2 = beta2;
-        c->adam.eps = eps;
-        c->adam.weight_decay = wd;
-        c->adam.decoupled_weight_decay = (flags & F_DECOUPLED) != 0;
-        c->adam.amsgrad = (flags & F_AMSGRAD) != 0;
-        c->adam.maximize = (flags & F_MAXIMIZE) != 0;
-    } else {
-        c->rmsprop.lr = lr;
-        c->rmsprop.alpha = b1_alpha;
-        c->rmsprop.eps = eps;
-        c->rmsprop.weight_decay = wd;
-        c->rmsprop.momentum = momentum;
-        c->rmsprop.centered = (flags & F_CENTERED) != 0;
-        c->rmsprop.maximize = (flags & F_MAXIMIZE) != 0;
-    }
 
     size_t total = c->n * (size_t)per_n;
     c->storage_ = malloc(total * sizeof(float));
@@ -152,87 +212,79 @@ static void parse_case(reader *r, golden_case *c)
     c->param = at, at += c->n;
     for (int i = 0; i < 3; i++)
         c->state[i] = at, at += c->n;
-    get_f32s(r, c->storage_, total);
+    golden_get_elems(r, c->storage_, total, 4);
 }
 
-size_t golden_load(const char *file_name, golden_case **cases)
+GOLDEN_DEFINE_LOAD(golden_load, golden_free, golden_case, GOLDEN_VERSION, GOLDEN_HEADER_BYTES, parse_case)
+
+int golden_slot_used(int optimizer, const fopt_adam_config *adam,
+                     const fopt_rmsprop_config *rmsprop, int slot)
 {
-    char path[4096];
-    int len = snprintf(path, sizeof path, "%s/%s", FOPT_TEST_DATA_DIR, file_name);
-    cr_assert(len > 0 && (size_t)len < sizeof path, "golden path too long");
-
-    size_t size;
-    unsigned char *buf = read_whole_file(path, &size);
-    reader r = {buf, size, file_name};
-    cr_assert(memcmp(take(&r, 8), GOLDEN_MAGIC, 8) == 0, "%s: not a golden file", file_name);
-    uint32_t version = get_u32(&r), count = get_u32(&r);
-    cr_assert_eq(version, GOLDEN_VERSION, "%s: version %u, this loader reads %u", file_name,
-                 version, GOLDEN_VERSION);
-    cr_assert(count >= 1 && count <= size / GOLDEN_HEADER_BYTES, "%s: case count %u", file_name,
-              count);
-
-    golden_case *cs = calloc(count, sizeof *cs);
-    cr_assert_not_null(cs, "out of memory");
-    for (uint32_t i = 0; i < count; i++)
-        parse_case(&r, &cs[i]);
-    cr_assert_eq(r.left, 0, "%s: %zu trailing bytes after %u cases", file_name, r.left, count);
-    free(buf);
-    *cases = cs;
-    return count;
-}
-
-void golden_free(golden_case *cases, size_t count)
-{
-    if (!cases)
-        return;
-    for (size_t i = 0; i < count; i++)
-        free(cases[i].storage_);
-    free(cases);
-}
-
-int golden_state_used(const golden_case *c, int slot)
-{
-    if (c->optimizer == GOLDEN_ADAM)
-        return slot < 2 || (slot == 2 && c->adam.amsgrad);
+    if (optimizer == GOLDEN_ADAM)
+        return slot < 2 || (slot == 2 && adam->amsgrad);
     switch (slot) {
     case 0: return 1;
-    case 1: return c->rmsprop.momentum > 0.0;
-    case 2: return c->rmsprop.centered;
+    case 1: return rmsprop->momentum > 0.0;
+    case 2: return rmsprop->centered;
     default: return 0;
     }
 }
 
-const char *golden_state_name(const golden_case *c, int slot)
+const char *golden_slot_name(int optimizer, int slot)
 {
     static const char *const adam[3] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
     static const char *const rms[3] = {"square_avg", "momentum_buffer", "grad_avg"};
     if (slot < 0 || slot > 2)
         return "?";
-    return c->optimizer == GOLDEN_ADAM ? adam[slot] : rms[slot];
+    return optimizer == GOLDEN_ADAM ? adam[slot] : rms[slot];
+}
+
+int golden_state_used(const golden_case *c, int slot)
+{
+    return golden_slot_used(c->optimizer, &c->adam, &c->rmsprop, slot);
+}
+
+const char *golden_state_name(const golden_case *c, int slot)
+{
+    return golden_slot_name(c->optimizer, slot);
+}
+
+int golden_err_add(golden_err *e, float a, float b)
+{
+    if (!isfinite(a) || !isfinite(b)) {
+        /* a finite value against a non-finite one, NaN against inf, or inf of the other sign */
+        if (isnan(a) != isnan(b) || (!isnan(a) && a != b)) {
+            e->mismatch = 1;
+            return 1;
+        }
+        return 0;
+    }
+    double mb = fabs((double)b);
+    if (mb > e->scale)
+        e->scale = mb;
+    double d = fabs((double)a - (double)b);
+    if (d > e->diff && !e->mismatch) {
+        e->diff = d;
+        return 1;
+    }
+    return 0;
+}
+
+double golden_err_value(const golden_err *e)
+{
+    if (e->mismatch)
+        return INFINITY;
+    if (e->diff == 0.0)
+        return 0.0;
+    return e->scale > 0.0 ? e->diff / e->scale : INFINITY;
 }
 
 double golden_rel_err(const float *a, const float *b, size_t n)
 {
-    double scale = 0.0, err = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        int fa = isfinite(a[i]), fb = isfinite(b[i]);
-        if (!fa || !fb) {
-            if (fa != fb)
-                return INFINITY;
-            if (isnan(a[i]) != isnan(b[i]) || (!isnan(a[i]) && a[i] != b[i]))
-                return INFINITY; /* NaN vs inf, or inf of the other sign */
-            continue;
-        }
-        double mb = fabs((double)b[i]);
-        if (mb > scale)
-            scale = mb;
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > err)
-            err = d;
-    }
-    if (err == 0.0)
-        return 0.0;
-    return scale > 0.0 ? err / scale : INFINITY;
+    golden_err e = {0.0, 0.0, 0};
+    for (size_t i = 0; i < n; i++)
+        golden_err_add(&e, a[i], b[i]);
+    return golden_err_value(&e);
 }
 
 double golden_replay(const golden_case *c, golden_adam_fn adam, golden_rmsprop_fn rmsprop,

@@ -40,6 +40,55 @@ void golden_free(golden_case *cases, size_t count);
 /* Whether state slot `slot` (0..2) is used by the case's variant, and its PyTorch name. */
 int golden_state_used(const golden_case *c, int slot);
 const char *golden_state_name(const golden_case *c, int slot);
+/* The same from an optimizer and its configs (golden_ext.c's cases have these fields too). */
+int golden_slot_used(int optimizer, const fopt_adam_config *adam,
+                     const fopt_rmsprop_config *rmsprop, int slot);
+const char *golden_slot_name(int optimizer, int slot);
+
+/* Reading golden files of either format (golden.c, golden_ext.c): a bounded little-endian reader
+ * over the whole file. Every read past its end, and every format error, fails the calling test. */
+typedef struct golden_reader {
+    const unsigned char *p;
+    size_t left;
+    const char *file;
+} golden_reader;
+
+/* Reads every case of FOPT_TEST_DATA_DIR/file_name after checking its magic and `version`: into
+ * *cases, an array of case_size-byte cases (zeroed, then filled by parse() one at a time), and
+ * returns the count (at least 1, at most the file's size / min_case_bytes). The file must end
+ * with the last case. */
+size_t golden_read_cases(const char *file_name, uint32_t version, size_t min_case_bytes,
+                         size_t case_size, void (*parse)(golden_reader *r, void *c), void **cases);
+/* Releases such an array: the block each case owns (the pointer at storage_offset in it), then
+ * the array. */
+void golden_free_cases(void *cases, size_t count, size_t case_size, size_t storage_offset);
+/* Defines `load` (size_t load(const char *file_name, T **cases)) and `release` (void release(T
+ * *cases, size_t count)) for a format's case type T, which keeps its block in T.storage_: the
+ * cases of the format's `version`, each of at least min_case_bytes, parsed by parse(). */
+#define GOLDEN_DEFINE_LOAD(load, release, T, version, min_case_bytes, parse)                       \
+    size_t load(const char *file_name, T **cases)                                                  \
+    {                                                                                              \
+        void *cs;                                                                                  \
+        size_t count = golden_read_cases(file_name, version, min_case_bytes, sizeof(T), parse, &cs); \
+        *cases = cs;                                                                               \
+        return count;                                                                              \
+    }                                                                                              \
+    void release(T *cases, size_t count)                                                           \
+    {                                                                                              \
+        golden_free_cases(cases, count, sizeof *cases, offsetof(T, storage_));                     \
+    }
+const unsigned char *golden_take(golden_reader *r, size_t bytes);
+uint32_t golden_get_u32(golden_reader *r);
+uint64_t golden_get_u64(golden_reader *r);
+float golden_get_f32(golden_reader *r);
+double golden_get_f64(golden_reader *r);
+/* n elements of elem_size (2 or 4) bytes each into dst (uint16_t or float). */
+void golden_get_elems(golden_reader *r, void *dst, size_t n, size_t elem_size);
+/* The head both formats start a case with: the name, the optimizer, its flags and six
+ * hyper-parameters, checked and written into *adam or *rmsprop, the config of the case's
+ * optimizer (the other gets the defaults and the hyper-parameters both have, and is not used). */
+void golden_read_head(golden_reader *r, char name[64], int *optimizer, fopt_adam_config *adam,
+                      fopt_rmsprop_config *rmsprop);
 
 typedef fopt_status (*golden_adam_fn)(const fopt_adam_config *, int64_t, size_t, float *,
                                       const float *, float *, float *, float *);
@@ -51,6 +100,17 @@ typedef fopt_status (*golden_rmsprop_fn)(const fopt_rmsprop_config *, size_t, fl
  * finite |b| (when every finite b is 0, any difference gives +inf). On all-finite data this is
  * test_max_rel_err() of util.h without its 1e-30 floor. */
 double golden_rel_err(const float *a, const float *b, size_t n);
+
+/* golden_rel_err()'s measure folded one element pair at a time (over several arrays as one flat
+ * vector): start from {0}, add every pair, then read golden_err_value(). golden_err_add() returns
+ * 1 when the pair is a mismatch of non-finite values or, while there is none, a new largest
+ * difference. */
+typedef struct golden_err {
+    double scale, diff;
+    int mismatch;
+} golden_err;
+int golden_err_add(golden_err *e, float a, float b);
+double golden_err_value(const golden_err *e);
 
 /* Replays every step of the case from its initial state through `adam` or `rmsprop` (the one the
  * case needs; unused optional buffers passed as NULL) and returns the worst golden_rel_err over

@@ -1,145 +1,39 @@
 #include "golden_ext.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
-#define GOLDEN_MAGIC "FOPTGOLD"
 #define GOLDEN_EXT_VERSION 2u
 /* name 64, 2 x u32, 6 x f64, 6 x u32, one u64 numel, one step record: the least a case takes */
 #define GOLDEN_EXT_MIN_CASE_BYTES (64u + 8u + 48u + 24u + 8u + 24u)
 #define GOLDEN_EXT_STEP_BYTES 24u /* u32 flags, f32 scale, f64 max_grad_norm, i32, f32 */
 #define GOLDEN_EXT_MAX_TENSORS 4096u
 
-enum { F_DECOUPLED = 1, F_AMSGRAD = 2, F_MAXIMIZE = 4, F_CENTERED = 8 };
-
 /* ---------------------------------------------------------------------------------------------
  * Reading
  * ------------------------------------------------------------------------------------------- */
-
-/* A bounded little-endian reader over the whole file. */
-typedef struct reader {
-    const unsigned char *p;
-    size_t left;
-    const char *file;
-} reader;
-
-static const unsigned char *take(reader *r, size_t bytes)
-{
-    cr_assert(bytes <= r->left, "%s: truncated (wanted %zu bytes, %zu left)", r->file, bytes,
-              r->left);
-    const unsigned char *at = r->p;
-    r->p += bytes;
-    r->left -= bytes;
-    return at;
-}
-
-static uint64_t le(const unsigned char *b, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static uint32_t get_u32(reader *r) { return (uint32_t)le(take(r, 4), 4); }
-static uint64_t get_u64(reader *r) { return le(take(r, 8), 8); }
-
-static float get_f32(reader *r)
-{
-    uint32_t bits = get_u32(r);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static double get_f64(reader *r)
-{
-    uint64_t bits = get_u64(r);
-    double d;
-    memcpy(&d, &bits, sizeof d);
-    return d;
-}
-
-/* n elements of `elem` (2 or 4) bytes each, little endian, into dst (uint16_t or float). */
-static void get_elems(reader *r, void *dst, size_t n, size_t elem)
-{
-    const unsigned char *b = take(r, n * elem);
-    if (elem == 4) {
-        float *d = dst;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)le(b + 4 * i, 4);
-            memcpy(&d[i], &bits, sizeof bits);
-        }
-    } else {
-        uint16_t *d = dst;
-        for (size_t i = 0; i < n; i++)
-            d[i] = (uint16_t)le(b + 2 * i, 2);
-    }
-}
-
-static unsigned char *read_whole_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open golden file %s (run scripts/gen_golden.py ext)", path);
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : (size_t)1 << 20;
-            unsigned char *nb = realloc(buf, cap);
-            cr_assert_not_null(nb, "out of memory reading %s", path);
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    cr_assert(!ferror(f), "error reading %s", path);
-    fclose(f);
-    *size = len;
-    return buf;
-}
 
 size_t golden_ext_dtype_size(fopt_dtype dt) { return dt == FOPT_FLOAT32 ? 4 : 2; }
 
 static size_t round8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
-static int slot_used(int optimizer, uint32_t flags, double momentum, int slot)
+static int state_used(const golden_ext_case *c, int slot)
 {
-    if (optimizer == GOLDEN_ADAM)
-        return slot < 2 || (slot == 2 && (flags & F_AMSGRAD));
-    switch (slot) {
-    case 0: return 1;
-    case 1: return momentum > 0.0;
-    case 2: return (flags & F_CENTERED) != 0;
-    default: return 0;
-    }
+    return golden_slot_used(c->optimizer, &c->adam, &c->rmsprop, slot);
 }
 
-static void parse_case(reader *r, golden_ext_case *c)
+static void parse_case(golden_reader *r, void *case_)
 {
-    const unsigned char *name = take(r, 64);
-    cr_assert(memchr(name, 0, 64) != NULL && name[0] != 0, "%s: case name not NUL-terminated",
-              r->file);
-    memcpy(c->name, name, 64);
+    golden_ext_case *c = case_;
+    golden_read_head(r, c->name, &c->optimizer, &c->adam, &c->rmsprop);
+    uint32_t dtype = golden_get_u32(r), state_dtype = golden_get_u32(r), master = golden_get_u32(r);
+    uint32_t tensor_count = golden_get_u32(r), steps = golden_get_u32(r), pad = golden_get_u32(r);
 
-    uint32_t optimizer = get_u32(r), flags = get_u32(r);
-    double lr = get_f64(r), b1_alpha = get_f64(r), beta2 = get_f64(r), eps = get_f64(r);
-    double wd = get_f64(r), momentum = get_f64(r);
-    uint32_t dtype = get_u32(r), state_dtype = get_u32(r), master = get_u32(r);
-    uint32_t tensor_count = get_u32(r), steps = get_u32(r), pad = get_u32(r);
-
-    cr_assert(optimizer == GOLDEN_ADAM || optimizer == GOLDEN_RMSPROP, "%s: %s: optimizer %u",
-              r->file, c->name, optimizer);
-    cr_assert((flags & ~15u) == 0, "%s: %s: unknown flags %#x", r->file, c->name, flags);
-    cr_assert(optimizer == GOLDEN_ADAM ? !(flags & F_CENTERED)
-                                       : !(flags & (F_DECOUPLED | F_AMSGRAD)),
-              "%s: %s: flags %#x do not fit the optimizer", r->file, c->name, flags);
     cr_assert(dtype <= FOPT_BFLOAT16, "%s: %s: dtype %u", r->file, c->name, dtype);
     cr_assert(state_dtype == FOPT_FLOAT32 || state_dtype == FOPT_BFLOAT16,
               "%s: %s: state dtype %u", r->file, c->name, state_dtype);
@@ -151,41 +45,20 @@ static void parse_case(reader *r, golden_ext_case *c)
     cr_assert(steps <= r->left / GOLDEN_EXT_STEP_BYTES, "%s: %s: %u steps exceed the file",
               r->file, c->name, steps);
 
-    c->optimizer = (int)optimizer;
     c->dtype = (fopt_dtype)dtype;
     c->state_dtype = (fopt_dtype)state_dtype;
     c->master_weights = master != 0;
     c->steps = steps;
     c->tensor_count = tensor_count;
-    c->adam = fopt_adam_config_default();
-    c->rmsprop = fopt_rmsprop_config_default();
     fopt_precision prec = {.state_dtype = c->state_dtype, .master_weights = c->master_weights};
-    if (optimizer == GOLDEN_ADAM) {
-        c->adam.lr = lr;
-        c->adam.beta1 = b1_alpha;
-        c->adam.beta2 = beta2;
-        c->adam.eps = eps;
-        c->adam.weight_decay = wd;
-        c->adam.decoupled_weight_decay = (flags & F_DECOUPLED) != 0;
-        c->adam.amsgrad = (flags & F_AMSGRAD) != 0;
-        c->adam.maximize = (flags & F_MAXIMIZE) != 0;
-        c->adam.precision = prec;
-    } else {
-        c->rmsprop.lr = lr;
-        c->rmsprop.alpha = b1_alpha;
-        c->rmsprop.eps = eps;
-        c->rmsprop.weight_decay = wd;
-        c->rmsprop.momentum = momentum;
-        c->rmsprop.centered = (flags & F_CENTERED) != 0;
-        c->rmsprop.maximize = (flags & F_MAXIMIZE) != 0;
-        c->rmsprop.precision = prec;
-    }
+    c->adam.precision = prec;
+    c->rmsprop.precision = prec;
 
     /* Sizes, bounded by what is left of the file before anything is multiplied. */
     const size_t es = golden_ext_dtype_size(c->dtype), ss = golden_ext_dtype_size(c->state_dtype);
     int nslots = 0;
     for (int k = 0; k < 3; k++)
-        nslots += slot_used(c->optimizer, flags, momentum, k);
+        nslots += state_used(c, k);
     /* file bytes per element of a tensor: param0, grads, param, master, states */
     const uint64_t per_elem = (uint64_t)es * (2u + (uint64_t)steps) + (master ? 4u : 0u) +
                               (uint64_t)ss * (uint64_t)nslots;
@@ -193,7 +66,7 @@ static void parse_case(reader *r, golden_ext_case *c)
     cr_assert_not_null(numel, "out of memory");
     uint64_t total_elems = 0;
     for (uint32_t t = 0; t < tensor_count; t++) {
-        numel[t] = get_u64(r);
+        numel[t] = golden_get_u64(r);
         cr_assert(numel[t] >= 1 && numel[t] <= r->left / per_elem,
                   "%s: %s: tensor %u has %llu elements, more than the file holds", r->file,
                   c->name, t, (unsigned long long)numel[t]);
@@ -227,20 +100,20 @@ static void parse_case(reader *r, golden_ext_case *c)
         if (master)
             x->master = (const float *)mem, mem += round8(n * 4);
         for (int k = 0; k < 3; k++)
-            if (slot_used(c->optimizer, flags, momentum, k))
+            if (state_used(c, k))
                 x->state[k] = mem, mem += round8(n * ss);
     }
     free(numel);
 
     for (uint32_t t = 0; t < tensor_count; t++)
-        get_elems(r, (void *)c->tensor[t].param0, c->tensor[t].numel, es);
+        golden_get_elems(r, (void *)c->tensor[t].param0, c->tensor[t].numel, es);
     for (uint32_t k = 0; k < steps; k++) {
         golden_ext_step *s = &c->step[k];
-        s->flags = get_u32(r);
-        s->grad_scale = get_f32(r);
-        s->max_grad_norm = get_f64(r);
-        s->found_inf = (int32_t)get_u32(r);
-        s->grad_norm = get_f32(r);
+        s->flags = golden_get_u32(r);
+        s->grad_scale = golden_get_f32(r);
+        s->max_grad_norm = golden_get_f64(r);
+        s->found_inf = (int32_t)golden_get_u32(r);
+        s->grad_norm = golden_get_f32(r);
         cr_assert((s->flags & ~7u) == 0, "%s: %s: step %u: unknown step flags %#x", r->file,
                   c->name, k, s->flags);
         cr_assert(isfinite(s->grad_scale) && s->grad_scale > 0.0f &&
@@ -254,71 +127,22 @@ static void parse_case(reader *r, golden_ext_case *c)
                   r->file, c->name, k, (double)s->grad_norm);
         for (uint32_t t = 0; t < tensor_count; t++) {
             size_t n = c->tensor[t].numel;
-            get_elems(r, (unsigned char *)c->tensor[t].grads + (size_t)k * n * es, n, es);
+            golden_get_elems(r, (unsigned char *)c->tensor[t].grads + (size_t)k * n * es, n, es);
         }
     }
     for (uint32_t t = 0; t < tensor_count; t++) {
         golden_ext_tensor *x = &c->tensor[t];
-        get_elems(r, (void *)x->param, x->numel, es);
+        golden_get_elems(r, (void *)x->param, x->numel, es);
         if (master)
-            get_elems(r, (void *)x->master, x->numel, 4);
+            golden_get_elems(r, (void *)x->master, x->numel, 4);
         for (int k = 0; k < 3; k++)
             if (x->state[k])
-                get_elems(r, (void *)x->state[k], x->numel, ss);
+                golden_get_elems(r, (void *)x->state[k], x->numel, ss);
     }
 }
 
-size_t golden_ext_load(const char *file_name, golden_ext_case **cases)
-{
-    char path[4096];
-    int len = snprintf(path, sizeof path, "%s/%s", FOPT_TEST_DATA_DIR, file_name);
-    cr_assert(len > 0 && (size_t)len < sizeof path, "golden path too long");
-
-    size_t size;
-    unsigned char *buf = read_whole_file(path, &size);
-    reader r = {buf, size, file_name};
-    cr_assert(memcmp(take(&r, 8), GOLDEN_MAGIC, 8) == 0, "%s: not a golden file", file_name);
-    uint32_t version = get_u32(&r), count = get_u32(&r);
-    cr_assert_eq(version, GOLDEN_EXT_VERSION, "%s: version %u, this loader reads %u", file_name,
-                 version, GOLDEN_EXT_VERSION);
-    cr_assert(count >= 1 && count <= size / GOLDEN_EXT_MIN_CASE_BYTES, "%s: case count %u",
-              file_name, count);
-
-    golden_ext_case *cs = calloc(count, sizeof *cs);
-    cr_assert_not_null(cs, "out of memory");
-    for (uint32_t i = 0; i < count; i++)
-        parse_case(&r, &cs[i]);
-    cr_assert_eq(r.left, 0, "%s: %zu trailing bytes after %u cases", file_name, r.left, count);
-    free(buf);
-    *cases = cs;
-    return count;
-}
-
-void golden_ext_free(golden_ext_case *cases, size_t count)
-{
-    if (!cases)
-        return;
-    for (size_t i = 0; i < count; i++)
-        free(cases[i].storage_);
-    free(cases);
-}
-
-int golden_ext_state_used(const golden_ext_case *c, int slot)
-{
-    if (c->optimizer == GOLDEN_ADAM)
-        return slot_used(c->optimizer, c->adam.amsgrad ? F_AMSGRAD : 0, 0.0, slot);
-    return slot_used(c->optimizer, c->rmsprop.centered ? F_CENTERED : 0, c->rmsprop.momentum,
-                     slot);
-}
-
-const char *golden_ext_state_name(const golden_ext_case *c, int slot)
-{
-    static const char *const adam[3] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-    static const char *const rms[3] = {"square_avg", "momentum_buffer", "grad_avg"};
-    if (slot < 0 || slot > 2)
-        return "?";
-    return c->optimizer == GOLDEN_ADAM ? adam[slot] : rms[slot];
-}
+GOLDEN_DEFINE_LOAD(golden_ext_load, golden_ext_free, golden_ext_case, GOLDEN_EXT_VERSION, GOLDEN_EXT_MIN_CASE_BYTES,
+                   parse_case)
 
 /* ---------------------------------------------------------------------------------------------
  * 16-bit values
@@ -427,7 +251,7 @@ static live live_make(const golden_ext_case *c)
             h->master = m;
         }
         for (int k = 0; k < 3; k++)
-            if (golden_ext_state_used(c, k)) {
+            if (state_used(c, k)) {
                 h->state[k] = calloc(x->numel ? x->numel : 1, L.ss); /* zero bits = 0.0 */
                 cr_assert_not_null(h->state[k], "out of memory");
             }
@@ -497,14 +321,13 @@ static void compare_kind(const golden_ext_case *c, const golden_ext_tensor *x,
             return;
         name = "master", dt = FOPT_FLOAT32;
     } else {
-        if (!golden_ext_state_used(c, kind - 2))
+        if (!state_used(c, kind - 2))
             return;
-        name = golden_ext_state_name(c, kind - 2), dt = c->state_dtype;
+        name = golden_slot_name(c->optimizer, kind - 2), dt = c->state_dtype;
     }
     /* golden_rel_err's measure over the whole list, as one flat vector */
-    double scale = 0.0, diff = 0.0;
+    golden_err acc = {0.0, 0.0, 0};
     size_t diff_t = 0;
-    int mismatch = 0;
     for (size_t t = 0; t < c->tensor_count; t++) {
         const void *got = kind == 0 ? h[t].param : kind == 1 ? h[t].master : h[t].state[kind - 2];
         const void *want = kind == 0   ? x[t].param
@@ -530,21 +353,11 @@ static void compare_kind(const golden_ext_case *c, const golden_ext_tensor *x,
                 snprintf(r->ulp16_what, sizeof r->ulp16_what, "%s", what);
             }
         }
-        for (size_t i = 0; i < n; i++) {
-            float a = value_at(got, i, dt), b = value_at(want, i, dt);
-            if (!isfinite(a) || !isfinite(b)) {
-                if (isnan(a) != isnan(b) || (!isnan(a) && a != b))
-                    mismatch = 1, diff_t = t;
-                continue;
-            }
-            if (fabs((double)b) > scale)
-                scale = fabs((double)b);
-            double d = fabs((double)a - (double)b);
-            if (d > diff && !mismatch)
-                diff = d, diff_t = t;
-        }
+        for (size_t i = 0; i < n; i++)
+            if (golden_err_add(&acc, value_at(got, i, dt), value_at(want, i, dt)))
+                diff_t = t;
     }
-    double e = mismatch ? INFINITY : diff == 0.0 ? 0.0 : scale > 0.0 ? diff / scale : INFINITY;
+    double e = golden_err_value(&acc);
     double *worst = dt == FOPT_FLOAT32 ? &r->fp32_err : &r->rel16_err;
     char *what = dt == FOPT_FLOAT32 ? r->fp32_what : r->rel16_what;
     if (!(e <= *worst)) {

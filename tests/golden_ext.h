@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "fusedopt.h"
-#include "golden.h" /* GOLDEN_ADAM, GOLDEN_RMSPROP, golden_rel_err() */
+#include "golden.h" /* GOLDEN_ADAM, GOLDEN_RMSPROP, golden_rel_err(), golden_slot_used() */
 
 /* Per-step flags of the file. */
 enum {
@@ -72,9 +72,8 @@ typedef struct golden_ext_case {
 size_t golden_ext_load(const char *file_name, golden_ext_case **cases);
 void golden_ext_free(golden_ext_case *cases, size_t count);
 
-/* Whether state slot `slot` (0..2) is used by the case's variant, and its PyTorch name. */
-int golden_ext_state_used(const golden_ext_case *c, int slot);
-const char *golden_ext_state_name(const golden_ext_case *c, int slot);
+/* Whether state slot `slot` is used, and its PyTorch name: golden_slot_used(c->optimizer, &c->adam,
+ * &c->rmsprop, slot) and golden_slot_name(c->optimizer, slot) of golden.h. */
 
 /* Bytes per element of a storage type (4 or 2). */
 size_t golden_ext_dtype_size(fopt_dtype dt);

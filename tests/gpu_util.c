@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
+#include "mixed.h" /* mx_get, mx_put */
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -56,23 +56,9 @@ void gt_download(void *host, const void *dev, size_t bytes)
 
 size_t gt_dtype_bytes(fopt_dtype dt) { return dt == FOPT_FLOAT32 ? 4 : 2; }
 
-float gt_get(const void *buf, fopt_dtype dt, size_t i)
-{
-    switch (dt) {
-    case FOPT_FLOAT16: return fopt_f16_to_f32(((const uint16_t *)buf)[i]);
-    case FOPT_BFLOAT16: return fopt_bf16_to_f32(((const uint16_t *)buf)[i]);
-    default: return ((const float *)buf)[i];
-    }
-}
+float gt_get(const void *buf, fopt_dtype dt, size_t i) { return mx_get(buf, dt, i); }
 
-void gt_put(void *buf, fopt_dtype dt, size_t i, float v)
-{
-    switch (dt) {
-    case FOPT_FLOAT16: ((uint16_t *)buf)[i] = fopt_f32_to_f16(v); break;
-    case FOPT_BFLOAT16: ((uint16_t *)buf)[i] = fopt_f32_to_bf16(v); break;
-    default: ((float *)buf)[i] = v; break;
-    }
-}
+void gt_put(void *buf, fopt_dtype dt, size_t i, float v) { mx_put(buf, dt, i, v); }
 
 /* ---- configurations ---- */
 
@@ -165,6 +151,20 @@ static void upload_guarded(void *dev_base, const gt_spec *s, const void *src)
     free(img);
 }
 
+/* Tensor k's param and grad in new poisoned device allocations at GT_GUARD + off, and its
+ * fopt_tensor pointing there. */
+static void place_on_device(gt_problem *p, size_t k)
+{
+    const gt_spec *s = &p->spec[k];
+    const size_t b = gt_dtype_bytes(s->dtype);
+    p->dev_param_base[k] = gt_dev_alloc(alloc_elems(s) * b);
+    p->dev_grad_base[k] = gt_dev_alloc(alloc_elems(s) * b);
+    upload_guarded(p->dev_param_base[k], s, p->param[k]);
+    upload_guarded(p->dev_grad_base[k], s, p->grad[k]);
+    p->dev[k].param = (char *)p->dev_param_base[k] + (GT_GUARD + s->off) * b;
+    p->dev[k].grad = (char *)p->dev_grad_base[k] + (GT_GUARD + s->off) * b;
+}
+
 gt_problem *gt_problem_make(const gt_cfg *cfg, const gt_spec *spec, size_t count, uint64_t seed,
                             bool create)
 {
@@ -218,12 +218,7 @@ gt_problem *gt_problem_make(const gt_cfg *cfg, const gt_spec *spec, size_t count
         for (int j = 0; j < FOPT_MAX_STATES; j++)
             h->state[j] = p->state[j][k];
 
-        p->dev_param_base[k] = gt_dev_alloc(alloc_elems(s) * b);
-        p->dev_grad_base[k] = gt_dev_alloc(alloc_elems(s) * b);
-        upload_guarded(p->dev_param_base[k], s, p->param[k]);
-        upload_guarded(p->dev_grad_base[k], s, p->grad[k]);
-        p->dev[k].param = (char *)p->dev_param_base[k] + (GT_GUARD + s->off) * b;
-        p->dev[k].grad = (char *)p->dev_grad_base[k] + (GT_GUARD + s->off) * b;
+        place_on_device(p, k);
         p->dev[k].numel = n;
         p->dev[k].dtype = s->dtype;
         p->dev[k].group = s->group;
@@ -474,6 +469,37 @@ unsigned char *gt_save(fopt_optimizer *opt, size_t *size)
     return b;
 }
 
+void gt_expect_load_rejected(fopt_optimizer *opt, const void *ckpt, size_t size, const char *reason,
+                             const char *why)
+{
+    size_t n0, n1;
+    unsigned char *before = gt_save(opt, &n0);
+    int64_t step = fopt_step_count(opt);
+    cr_expect_eq(fopt_state_load(opt, ckpt, size), FOPT_ERROR_INVALID_VALUE, "%s: accepted", why);
+    if (reason)
+        cr_expect(strstr(fopt_last_error(), reason) != NULL, "%s: rejected for another reason: %s", why,
+                  fopt_last_error());
+    unsigned char *after = gt_save(opt, &n1);
+    cr_expect_eq(fopt_step_count(opt), step, "%s: step changed", why);
+    cr_expect(n0 == n1 && memcmp(before, after, n0) == 0, "%s: state changed", why);
+    free(before);
+    free(after);
+}
+
+void gt_restore(gt_problem *p, const gt_cfg *cfg, const gt_snapshot *params, const void *ckpt,
+                size_t size)
+{
+    fopt_destroy(p->opt);
+    p->opt = NULL;
+    size_t at = 0;
+    for (size_t k = 0; k < p->count; k++) {
+        gt_upload(p->dev_param_base[k], params->params + at, gt_alloc_bytes(p, k));
+        at += gt_alloc_bytes(p, k);
+    }
+    FOPT_OK(gt_create(cfg, p->dev, p->count, &p->opt));
+    FOPT_OK(fopt_state_load(p->opt, ckpt, size));
+}
+
 void gt_snapshot_take(gt_snapshot *s, const gt_problem *p, fopt_optimizer *opt)
 {
     memset(s, 0, sizeof *s);
@@ -518,23 +544,24 @@ void gt_snapshot_expect_equal(const gt_snapshot *a, const gt_snapshot *b, const 
     cr_assert_eq(memcmp(a->grads, b->grads, a->grad_bytes), 0, "%s: device grads differ", where);
 }
 
+void gt_expect_snapshot(const gt_problem *p, fopt_optimizer *opt, const gt_snapshot *want, const char *where)
+{
+    gt_snapshot now;
+    gt_snapshot_take(&now, p, opt);
+    gt_snapshot_expect_equal(&now, want, where);
+    gt_snapshot_free(&now);
+}
+
 void gt_relocate(gt_problem *p, const unsigned *off, void ***old_param, void ***old_grad)
 {
     *old_param = xcalloc(p->count, sizeof(void *));
     *old_grad = xcalloc(p->count, sizeof(void *));
     for (size_t k = 0; k < p->count; k++) {
-        gt_spec *s = &p->spec[k];
         if (off)
-            s->off = off[k];
-        const size_t b = gt_dtype_bytes(s->dtype);
+            p->spec[k].off = off[k];
         (*old_param)[k] = p->dev_param_base[k];
         (*old_grad)[k] = p->dev_grad_base[k];
-        p->dev_param_base[k] = gt_dev_alloc(alloc_elems(s) * b);
-        p->dev_grad_base[k] = gt_dev_alloc(alloc_elems(s) * b);
-        upload_guarded(p->dev_param_base[k], s, p->param[k]);
-        upload_guarded(p->dev_grad_base[k], s, p->grad[k]);
-        p->dev[k].param = (char *)p->dev_param_base[k] + (GT_GUARD + s->off) * b;
-        p->dev[k].grad = (char *)p->dev_grad_base[k] + (GT_GUARD + s->off) * b;
+        place_on_device(p, k);
     }
     CUDA_OK(fopt_dev_synchronize());
 }

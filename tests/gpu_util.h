@@ -150,6 +150,8 @@ void gt_snapshot_take(gt_snapshot *s, const gt_problem *p, fopt_optimizer *opt);
 void gt_snapshot_free(gt_snapshot *s);
 /* Asserts two snapshots are identical, naming what differs. */
 void gt_snapshot_expect_equal(const gt_snapshot *a, const gt_snapshot *b, const char *where);
+/* The same for a snapshot of p (and opt) taken now against want. */
+void gt_expect_snapshot(const gt_problem *p, fopt_optimizer *opt, const gt_snapshot *want, const char *where);
 
 /* In the sanitizer build: fails the test when LeakSanitizer finds unreachable host memory now
  * (Criterion's workers exit without failing a test on LeakSanitizer's exit report). Elsewhere a
@@ -158,5 +160,13 @@ void gt_expect_no_host_leaks(const char *where);
 
 /* A checkpoint of opt (malloc'ed). */
 unsigned char *gt_save(fopt_optimizer *opt, size_t *size);
+/* Loading ckpt into opt must fail with FOPT_ERROR_INVALID_VALUE, with a message that contains
+ * `reason` (when not NULL), and leave its state and step count as they were. */
+void gt_expect_load_rejected(fopt_optimizer *opt, const void *ckpt, size_t size, const char *reason,
+                             const char *why);
+/* p->opt replaced by a fresh optimizer of cfg over p's tensors whose device params are put back
+ * to those of `params` (a snapshot of p) before it is created, then loads ckpt. */
+void gt_restore(gt_problem *p, const gt_cfg *cfg, const gt_snapshot *params, const void *ckpt,
+                size_t size);
 
 #endif

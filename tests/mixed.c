@@ -37,6 +37,19 @@ mx_config mx_config_make(const fopt_variant *v, fopt_precision pr)
     return c;
 }
 
+mx_config mx_rmsprop(double lr, double alpha, double eps, fopt_precision pr)
+{
+    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
+    c.r.lr = lr;
+    c.r.alpha = alpha;
+    c.r.eps = eps;
+    c.r.weight_decay = 0.0;
+    c.r.momentum = 0.0;
+    c.r.centered = false;
+    c.r.maximize = false;
+    return c;
+}
+
 const fopt_precision *mx_precision(const mx_config *c) { return c->v->adam ? &c->a.precision : &c->r.precision; }
 fopt_precision *mx_precision_mut(mx_config *c) { return c->v->adam ? &c->a.precision : &c->r.precision; }
 
@@ -164,14 +177,12 @@ static void fill_values(test_rng *r, void *p, fopt_dtype d, size_t n, double lo,
     }
 }
 
-mx_set *mx_set_make(const mx_config *c, const mx_spec *spec, size_t count, uint64_t seed)
+/* A set of count tensors with these specs, its per-tensor arrays zeroed. */
+static mx_set *set_alloc(const mx_spec *spec, size_t count, fopt_dtype state_dtype)
 {
     mx_set *s = xcalloc(1, sizeof *s);
-    test_rng r = test_rng_make(seed);
-    const unsigned states = mx_states(c);
-    const fopt_precision *pr = mx_precision(c);
     s->count = count;
-    s->state_dtype = pr->state_dtype;
+    s->state_dtype = state_dtype;
     s->spec = xcalloc(count, sizeof *s->spec);
     memcpy(s->spec, spec, count * sizeof *spec);
     s->param = xcalloc(count, sizeof(mx_buf));
@@ -181,6 +192,15 @@ mx_set *mx_set_make(const mx_config *c, const mx_spec *spec, size_t count, uint6
         s->state[j] = xcalloc(count, sizeof(mx_buf));
     s->t = xcalloc(count, sizeof *s->t);
     s->mm = xcalloc(count, sizeof *s->mm);
+    return s;
+}
+
+mx_set *mx_set_make(const mx_config *c, const mx_spec *spec, size_t count, uint64_t seed)
+{
+    test_rng r = test_rng_make(seed);
+    const unsigned states = mx_states(c);
+    const fopt_precision *pr = mx_precision(c);
+    mx_set *s = set_alloc(spec, count, pr->state_dtype);
     const size_t sb = mx_dtype_bytes(pr->state_dtype);
     for (size_t k = 0; k < count; k++) {
         const mx_spec *sp = &spec[k];
@@ -224,20 +244,9 @@ static mx_buf buf_clone(const mx_buf *b)
 
 mx_set *mx_set_clone(const mx_set *s)
 {
-    mx_set *c = xcalloc(1, sizeof *c);
     const size_t n = s->count;
-    c->count = n;
-    c->state_dtype = s->state_dtype;
-    c->spec = xcalloc(n, sizeof *c->spec);
-    memcpy(c->spec, s->spec, n * sizeof *c->spec);
-    c->mm = xcalloc(n, sizeof *c->mm);
+    mx_set *c = set_alloc(s->spec, n, s->state_dtype);
     memcpy(c->mm, s->mm, n * sizeof *c->mm);
-    c->param = xcalloc(n, sizeof(mx_buf));
-    c->grad = xcalloc(n, sizeof(mx_buf));
-    c->master = xcalloc(n, sizeof(mx_buf));
-    for (int j = 0; j < FOPT_MAX_STATES; j++)
-        c->state[j] = xcalloc(n, sizeof(mx_buf));
-    c->t = xcalloc(n, sizeof *c->t);
     for (size_t k = 0; k < n; k++) {
         c->param[k] = buf_clone(&s->param[k]);
         c->grad[k] = buf_clone(&s->grad[k]);
@@ -584,28 +593,23 @@ static uint16_t nearest(double a, double (*value)(uint16_t), uint16_t (*floor_pa
     return ties_away ? hi : (lo & 1u) ? hi : lo;
 }
 
-uint16_t mx_oracle_f16(float x)
+/* x rounded to the 16-bit format of value() and floor_pattern() (top: its infinity, qnan: its quiet
+ * NaN), sign kept. */
+static uint16_t round16(float x, double (*value)(uint16_t), uint16_t (*floor_pattern)(double), uint16_t top,
+                        uint16_t qnan, bool ties_away)
 {
     uint16_t sign = (mx_bits(x) >> 31) ? 0x8000u : 0u;
     if (isnan(x))
-        return sign | 0x7e00u;
-    return sign | nearest(fabs((double)x), mx_f16_value, f16_floor_pattern, 0x7c00u, false);
+        return sign | qnan;
+    return sign | nearest(fabs((double)x), value, floor_pattern, top, ties_away);
 }
 
-uint16_t mx_oracle_bf16(float x)
-{
-    uint16_t sign = (mx_bits(x) >> 31) ? 0x8000u : 0u;
-    if (isnan(x))
-        return sign | 0x7fc0u;
-    return sign | nearest(fabs((double)x), mx_bf16_value, bf16_floor_pattern, 0x7f80u, false);
-}
+uint16_t mx_oracle_f16(float x) { return round16(x, mx_f16_value, f16_floor_pattern, 0x7c00u, 0x7e00u, false); }
+uint16_t mx_oracle_bf16(float x) { return round16(x, mx_bf16_value, bf16_floor_pattern, 0x7f80u, 0x7fc0u, false); }
 
 uint16_t mx_oracle_bf16_ties_away(float x)
 {
-    uint16_t sign = (mx_bits(x) >> 31) ? 0x8000u : 0u;
-    if (isnan(x))
-        return sign | 0x7fc0u;
-    return sign | nearest(fabs((double)x), mx_bf16_value, bf16_floor_pattern, 0x7f80u, true);
+    return round16(x, mx_bf16_value, bf16_floor_pattern, 0x7f80u, 0x7fc0u, true);
 }
 
 float mx_oracle_f16_to_f32(uint16_t h)
@@ -668,6 +672,28 @@ void mx_step_and_compare(const mx_config *c, int64_t step, mx_set *const *sets, 
         *o->grad_norm = norm[0];
     if (o && o->found_inf)
         *o->found_inf = found[0];
+}
+
+mx_set *mx_step_every_isa(const mx_config *c, const mx_set *start, int64_t step,
+                          const fopt_step_options *o, int first_threads, const char *label)
+{
+    mx_set *out = NULL;
+    for (int isa = 0; isa < mx_isa_count(); isa++) {
+        mx_set *sets[MX_PATHS];
+        for (int p = 0; p < MX_PATHS; p++)
+            sets[p] = mx_set_clone(start);
+        mx_cpu_use(isa, isa % 2 ? 3 - first_threads : first_threads);
+        char what[256];
+        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
+        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
+        for (int p = 1; p < MX_PATHS; p++)
+            mx_set_free(sets[p]);
+        if (out)
+            mx_set_free(out);
+        out = sets[0];
+    }
+    mx_cpu_reset();
+    return out;
 }
 
 /* ---- an independent model of the storage rules ------------------------------------------------ */

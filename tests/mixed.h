@@ -33,6 +33,10 @@ typedef struct mx_config {
 /* The variant of bench/variants.h with this name (the test fails when there is none). */
 const fopt_variant *mx_variant(const char *name);
 mx_config mx_config_make(const fopt_variant *v, fopt_precision pr);
+/* RMSprop with these lr, alpha and eps, without weight decay, momentum, centering or maximize:
+ * with alpha 0 and eps 0 a step moves every element by exactly -lr * sign(grad) (v = g*g, sqrt(v)
+ * = |g|, g/|g| = +-1 when g*g is exact). */
+mx_config mx_rmsprop(double lr, double alpha, double eps, fopt_precision pr);
 const fopt_precision *mx_precision(const mx_config *c);
 fopt_precision *mx_precision_mut(mx_config *c);
 /* State slots kept (bits of fopt_slot). */
@@ -151,6 +155,11 @@ float mx_float(uint32_t u);
  * every buffer (NaN rule) and on the outputs (grad_norm bit for bit). `what` leads messages. */
 void mx_step_and_compare(const mx_config *c, int64_t step, mx_set *const *sets, int npaths,
                          const fopt_step_options *o, const char *what);
+/* mx_step_and_compare() over clones of start on every path, once per instruction set of the fast
+ * path (`first_threads`, 1 or 2, threads on the first, alternating with the other count); returns
+ * the reference's set of the last round (the others freed) and its outputs in *o. */
+mx_set *mx_step_every_isa(const mx_config *c, const mx_set *start, int64_t step,
+                          const fopt_step_options *o, int first_threads, const char *label);
 
 /* An independent model of docs/SEMANTICS.md's storage rules and step options: the sum of squares
  * in the fixed order of kernels/stats.h (written here from its description), and one step applied

@@ -99,42 +99,58 @@ static size_t noffsets(size_t n) { return n <= 4097 ? 4 : 1; }
 static size_t offset_of(size_t n, size_t k) { return n <= 4097 ? k : 3; }
 
 /* ---------------------------------------------------------------------------------------------
- * Adam
+ * The variant check: one optimizer's four arrays (the parameter and three states), stepped
+ * NSTEPS times by the reference and by the fast path under every alignment, instruction set and
+ * thread count, bit for bit.
  * ------------------------------------------------------------------------------------------- */
-enum { A_P, A_M, A_V, A_VMAX, A_N };
-static const char *const k_adam_names[A_N] = {"param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+#define NARR 4
 
-static void check_adam_variant(const fopt_adam_config *cfg, const char *variant)
+/* One step of either path over a[0] (the parameter) and the states a[1..3], passing NULL for
+ * the states the variant does not use. */
+typedef fopt_status (*step_fn)(const void *cfg, bool fast, int64_t t, size_t n, float *const *a,
+                               const float *g);
+
+typedef struct optimizer_arrays {
+    const char *name;               /* "adam", "rmsprop" */
+    const char *const *array_names; /* [NARR] */
+    double lo_exp[NARR], hi_exp[NARR];
+    unsigned zero_every[NARR];
+    bool non_negative[NARR]; /* second moments */
+    uint64_t seed;
+    step_fn step;
+} optimizer_arrays;
+
+static void check_variant(const optimizer_arrays *o, const void *cfg, const char *variant)
 {
     fopt_cpu_set_grain(1);
     for (size_t si = 0; si < NSIZES; si++) {
         size_t n = k_sizes[si];
-        test_rng r = test_rng_make(1000 + si);
-        float *init[A_N], *ref[A_N], *grads[NSTEPS];
-        for (int a = 0; a < A_N; a++)
+        test_rng r = test_rng_make(o->seed + si);
+        float *init[NARR], *ref[NARR], *grads[NSTEPS];
+        for (int a = 0; a < NARR; a++) {
             init[a] = test_alloc(n);
-        test_fill_magnitudes(&r, init[A_P], n, -3, 1, 17);
-        test_fill_magnitudes(&r, init[A_M], n, -6, -1, 11);
-        test_fill_magnitudes(&r, init[A_V], n, -10, -2, 13);
-        test_fill_magnitudes(&r, init[A_VMAX], n, -10, -2, 0);
-        abs_all(init[A_V], n);
-        abs_all(init[A_VMAX], n);
+            test_fill_magnitudes(&r, init[a], n, o->lo_exp[a], o->hi_exp[a], o->zero_every[a]);
+        }
+        for (int a = 0; a < NARR; a++)
+            if (o->non_negative[a])
+                abs_all(init[a], n);
         for (int t = 0; t < NSTEPS; t++) {
             grads[t] = test_alloc(n);
             test_fill_magnitudes(&r, grads[t], n, -6, 1, 19);
         }
-        for (int a = 0; a < A_N; a++)
+        for (int a = 0; a < NARR; a++)
             ref[a] = test_dup(init[a], n);
         for (int t = 0; t < NSTEPS; t++)
-            cr_assert_eq(fopt_adam_step_ref(cfg, t + 1, n, ref[A_P], grads[t], ref[A_M], ref[A_V],
-                                            cfg->amsgrad ? ref[A_VMAX] : NULL),
-                         FOPT_SUCCESS);
+            cr_assert_eq(o->step(cfg, false, t + 1, n, ref, grads[t]), FOPT_SUCCESS);
 
         for (size_t k = 0; k < noffsets(n); k++) {
             size_t off = offset_of(n, k);
-            obuf fast[A_N], g[NSTEPS];
-            for (int a = 0; a < A_N; a++)
+            obuf fast[NARR], g[NSTEPS];
+            float *fp[NARR];
+            for (int a = 0; a < NARR; a++) {
                 fast[a] = obuf_make(n, (off + (size_t)a) % 4); /* mixed misalignment */
+                fp[a] = fast[a].p;
+            }
             for (int t = 0; t < NSTEPS; t++) {
                 g[t] = obuf_make(n, (off + 3 * (size_t)t + 1) % 4);
                 memcpy(g[t].p, grads[t], n * sizeof(float));
@@ -143,26 +159,23 @@ static void check_adam_variant(const fopt_adam_config *cfg, const char *variant)
                 force_isa(isa);
                 for (size_t ti = 0; ti < NTHREADS; ti++) {
                     cr_assert_eq(fopt_cpu_set_threads(k_threads[ti]), FOPT_SUCCESS);
-                    for (int a = 0; a < A_N; a++)
-                        memcpy(fast[a].p, init[a], n * sizeof(float));
+                    for (int a = 0; a < NARR; a++)
+                        memcpy(fp[a], init[a], n * sizeof(float));
                     for (int t = 0; t < NSTEPS; t++)
-                        cr_assert_eq(fopt_adam_step_cpu(cfg, t + 1, n, fast[A_P].p, g[t].p,
-                                                        fast[A_M].p, fast[A_V].p,
-                                                        cfg->amsgrad ? fast[A_VMAX].p : NULL),
-                                     FOPT_SUCCESS);
+                        cr_assert_eq(o->step(cfg, true, t + 1, n, fp, g[t].p), FOPT_SUCCESS);
                     char where[160];
-                    snprintf(where, sizeof where, "adam %s, n %zu, offset %zu, %s, threads %d",
-                             variant, n, off, fopt_cpu_isa(), fopt_cpu_threads());
-                    for (int a = 0; a < A_N; a++)
-                        expect_same(fast[a].p, ref[a], n, k_adam_names[a], where);
+                    snprintf(where, sizeof where, "%s %s, n %zu, offset %zu, %s, threads %d",
+                             o->name, variant, n, off, fopt_cpu_isa(), fopt_cpu_threads());
+                    for (int a = 0; a < NARR; a++)
+                        expect_same(fp[a], ref[a], n, o->array_names[a], where);
                 }
             }
-            for (int a = 0; a < A_N; a++)
+            for (int a = 0; a < NARR; a++)
                 free(fast[a].base);
             for (int t = 0; t < NSTEPS; t++)
                 free(g[t].base);
         }
-        for (int a = 0; a < A_N; a++) {
+        for (int a = 0; a < NARR; a++) {
             free(init[a]);
             free(ref[a]);
         }
@@ -174,225 +187,85 @@ static void check_adam_variant(const fopt_adam_config *cfg, const char *variant)
     fopt_cpu_set_grain(0);
 }
 
-Test(cpu, adam_defaults)
+/* ---------------------------------------------------------------------------------------------
+ * Adam
+ * ------------------------------------------------------------------------------------------- */
+enum { A_P, A_M, A_V, A_VMAX };
+static const char *const k_adam_names[NARR] = {"param", "exp_avg", "exp_avg_sq",
+                                               "max_exp_avg_sq"};
+
+static fopt_status adam_step(const void *cfg_, bool fast, int64_t t, size_t n, float *const *a,
+                             const float *g)
 {
-    fopt_adam_config c = fopt_adam_config_default();
-    check_adam_variant(&c, "defaults");
+    const fopt_adam_config *cfg = cfg_;
+    return (fast ? fopt_adam_step_cpu : fopt_adam_step_ref)(cfg, t, n, a[A_P], g, a[A_M], a[A_V],
+                                                            cfg->amsgrad ? a[A_VMAX] : NULL);
 }
 
-Test(cpu, adam_l2)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.weight_decay = 0.05;
-    check_adam_variant(&c, "L2");
-}
+static const optimizer_arrays k_adam = {
+    "adam", k_adam_names, {-3, -6, -10, -10}, {1, -1, -2, -2}, {17, 11, 13, 0},
+    {false, false, true, true}, 1000, adam_step};
 
-Test(cpu, adamw)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.lr = 1e-2;
-    c.weight_decay = 0.1;
-    c.decoupled_weight_decay = true;
-    check_adam_variant(&c, "AdamW");
-}
+/* A Criterion test of the fast path against the reference on one variant: OPT's default config
+ * (c) with the statements that follow the label applied. */
+#define VARIANT_TEST(test, opt, label, ...)                                                        \
+    Test(cpu, test)                                                                                \
+    {                                                                                              \
+        fopt_##opt##_config c = fopt_##opt##_config_default();                                     \
+        __VA_ARGS__;                                                                               \
+        check_variant(&k_##opt, &c, label);                                                        \
+    }
 
-Test(cpu, adam_amsgrad)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.amsgrad = true;
-    check_adam_variant(&c, "AMSGrad");
-}
-
-Test(cpu, adamw_amsgrad)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.amsgrad = true;
-    c.decoupled_weight_decay = true;
-    c.weight_decay = 1e-2;
-    check_adam_variant(&c, "AdamW+AMSGrad");
-}
-
-Test(cpu, adam_maximize_l2)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.maximize = true;
-    c.weight_decay = 0.01;
-    check_adam_variant(&c, "maximize+L2");
-}
-
-Test(cpu, adam_small_beta1)
-{
-    /* 1 - beta1 >= 0.5: PyTorch's lerp takes its other form. */
-    fopt_adam_config c = fopt_adam_config_default();
-    c.beta1 = 0.3;
-    c.beta2 = 0.5;
-    c.eps = 1e-6;
-    check_adam_variant(&c, "small beta1");
-}
-
-Test(cpu, adam_everything)
-{
-    fopt_adam_config c = fopt_adam_config_default();
-    c.lr = 0.1;
-    c.beta1 = 0.0;
-    c.maximize = true;
-    c.amsgrad = true;
-    c.decoupled_weight_decay = true;
-    c.weight_decay = 0.5;
-    check_adam_variant(&c, "maximize+AdamW+AMSGrad+beta1 0");
-}
+VARIANT_TEST(adam_defaults, adam, "defaults")
+VARIANT_TEST(adam_l2, adam, "L2", c.weight_decay = 0.05)
+VARIANT_TEST(adamw, adam, "AdamW", c.lr = 1e-2, c.weight_decay = 0.1, c.decoupled_weight_decay = true)
+VARIANT_TEST(adam_amsgrad, adam, "AMSGrad", c.amsgrad = true)
+VARIANT_TEST(adamw_amsgrad, adam, "AdamW+AMSGrad", c.amsgrad = true, c.decoupled_weight_decay = true,
+             c.weight_decay = 1e-2)
+VARIANT_TEST(adam_maximize_l2, adam, "maximize+L2", c.maximize = true, c.weight_decay = 0.01)
+/* 1 - beta1 >= 0.5: PyTorch's lerp takes its other form. */
+VARIANT_TEST(adam_small_beta1, adam, "small beta1", c.beta1 = 0.3, c.beta2 = 0.5, c.eps = 1e-6)
+VARIANT_TEST(adam_everything, adam, "maximize+AdamW+AMSGrad+beta1 0", c.lr = 0.1, c.beta1 = 0.0,
+             c.maximize = true, c.amsgrad = true, c.decoupled_weight_decay = true, c.weight_decay = 0.5)
 
 /* ---------------------------------------------------------------------------------------------
  * RMSprop
  * ------------------------------------------------------------------------------------------- */
-enum { R_P, R_V, R_BUF, R_GA, R_N };
-static const char *const k_rms_names[R_N] = {"param", "square_avg", "momentum_buffer", "grad_avg"};
+enum { R_P, R_V, R_BUF, R_GA };
+static const char *const k_rms_names[NARR] = {"param", "square_avg", "momentum_buffer",
+                                              "grad_avg"};
 
-static void check_rmsprop_variant(const fopt_rmsprop_config *cfg, const char *variant)
+static fopt_status rmsprop_step(const void *cfg_, bool fast, int64_t t, size_t n,
+                                float *const *a, const float *g)
 {
-    const bool mom = cfg->momentum > 0.0, cen = cfg->centered;
-    fopt_cpu_set_grain(1);
-    for (size_t si = 0; si < NSIZES; si++) {
-        size_t n = k_sizes[si];
-        test_rng r = test_rng_make(2000 + si);
-        float *init[R_N], *ref[R_N], *grads[NSTEPS];
-        for (int a = 0; a < R_N; a++)
-            init[a] = test_alloc(n);
-        test_fill_magnitudes(&r, init[R_P], n, -3, 1, 17);
-        test_fill_magnitudes(&r, init[R_V], n, -8, -1, 13);
-        test_fill_magnitudes(&r, init[R_BUF], n, -4, 0, 11);
-        test_fill_magnitudes(&r, init[R_GA], n, -6, -2, 7);
-        abs_all(init[R_V], n);
-        for (int t = 0; t < NSTEPS; t++) {
-            grads[t] = test_alloc(n);
-            test_fill_magnitudes(&r, grads[t], n, -6, 1, 19);
-        }
-        for (int a = 0; a < R_N; a++)
-            ref[a] = test_dup(init[a], n);
-        for (int t = 0; t < NSTEPS; t++)
-            cr_assert_eq(fopt_rmsprop_step_ref(cfg, n, ref[R_P], grads[t], ref[R_V],
-                                               mom ? ref[R_BUF] : NULL, cen ? ref[R_GA] : NULL),
-                         FOPT_SUCCESS);
-
-        for (size_t k = 0; k < noffsets(n); k++) {
-            size_t off = offset_of(n, k);
-            obuf fast[R_N], g[NSTEPS];
-            for (int a = 0; a < R_N; a++)
-                fast[a] = obuf_make(n, (off + (size_t)a) % 4);
-            for (int t = 0; t < NSTEPS; t++) {
-                g[t] = obuf_make(n, (off + 3 * (size_t)t + 1) % 4);
-                memcpy(g[t].p, grads[t], n * sizeof(float));
-            }
-            for (int isa = 0; isa < isa_count(); isa++) {
-                force_isa(isa);
-                for (size_t ti = 0; ti < NTHREADS; ti++) {
-                    cr_assert_eq(fopt_cpu_set_threads(k_threads[ti]), FOPT_SUCCESS);
-                    for (int a = 0; a < R_N; a++)
-                        memcpy(fast[a].p, init[a], n * sizeof(float));
-                    for (int t = 0; t < NSTEPS; t++)
-                        cr_assert_eq(fopt_rmsprop_step_cpu(cfg, n, fast[R_P].p, g[t].p, fast[R_V].p,
-                                                           mom ? fast[R_BUF].p : NULL,
-                                                           cen ? fast[R_GA].p : NULL),
-                                     FOPT_SUCCESS);
-                    char where[160];
-                    snprintf(where, sizeof where, "rmsprop %s, n %zu, offset %zu, %s, threads %d",
-                             variant, n, off, fopt_cpu_isa(), fopt_cpu_threads());
-                    for (int a = 0; a < R_N; a++)
-                        expect_same(fast[a].p, ref[a], n, k_rms_names[a], where);
-                }
-            }
-            for (int a = 0; a < R_N; a++)
-                free(fast[a].base);
-            for (int t = 0; t < NSTEPS; t++)
-                free(g[t].base);
-        }
-        for (int a = 0; a < R_N; a++) {
-            free(init[a]);
-            free(ref[a]);
-        }
-        for (int t = 0; t < NSTEPS; t++)
-            free(grads[t]);
-    }
-    fopt_cpu_force_isa(NULL);
-    fopt_cpu_set_threads(0);
-    fopt_cpu_set_grain(0);
+    const fopt_rmsprop_config *cfg = cfg_;
+    (void)t;
+    return (fast ? fopt_rmsprop_step_cpu : fopt_rmsprop_step_ref)(
+        cfg, n, a[R_P], g, a[R_V], cfg->momentum > 0.0 ? a[R_BUF] : NULL,
+        cfg->centered ? a[R_GA] : NULL);
 }
 
-Test(cpu, rmsprop_plain)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    check_rmsprop_variant(&c, "plain");
-}
+static const optimizer_arrays k_rmsprop = {
+    "rmsprop", k_rms_names, {-3, -8, -4, -6}, {1, -1, 0, -2}, {17, 13, 11, 7},
+    {false, true, false, false}, 2000, rmsprop_step};
 
-Test(cpu, rmsprop_weight_decay)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.weight_decay = 0.05;
-    check_rmsprop_variant(&c, "weight decay");
-}
-
-Test(cpu, rmsprop_momentum)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.momentum = 0.9;
-    check_rmsprop_variant(&c, "momentum");
-}
-
-Test(cpu, rmsprop_centered)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.centered = true;
-    check_rmsprop_variant(&c, "centered");
-}
-
-Test(cpu, rmsprop_centered_momentum)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.centered = true;
-    c.momentum = 0.5;
-    c.weight_decay = 0.01;
-    check_rmsprop_variant(&c, "centered+momentum+wd");
-}
-
-Test(cpu, rmsprop_maximize)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.maximize = true;
-    check_rmsprop_variant(&c, "maximize");
-}
-
-Test(cpu, rmsprop_small_alpha)
-{
-    /* 1 - alpha >= 0.5: grad_avg's lerp takes PyTorch's other form. */
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.alpha = 0.3;
-    c.centered = true;
-    check_rmsprop_variant(&c, "small alpha, centered");
-}
-
-Test(cpu, rmsprop_everything)
-{
-    fopt_rmsprop_config c = fopt_rmsprop_config_default();
-    c.alpha = 0.0;
-    c.maximize = true;
-    c.centered = true;
-    c.momentum = 0.9;
-    c.weight_decay = 0.1;
-    check_rmsprop_variant(&c, "alpha 0, everything on");
-}
+VARIANT_TEST(rmsprop_plain, rmsprop, "plain")
+VARIANT_TEST(rmsprop_weight_decay, rmsprop, "weight decay", c.weight_decay = 0.05)
+VARIANT_TEST(rmsprop_momentum, rmsprop, "momentum", c.momentum = 0.9)
+VARIANT_TEST(rmsprop_centered, rmsprop, "centered", c.centered = true)
+VARIANT_TEST(rmsprop_centered_momentum, rmsprop, "centered+momentum+wd", c.centered = true, c.momentum = 0.5,
+             c.weight_decay = 0.01)
+VARIANT_TEST(rmsprop_maximize, rmsprop, "maximize", c.maximize = true)
+/* 1 - alpha >= 0.5: grad_avg's lerp takes PyTorch's other form. */
+VARIANT_TEST(rmsprop_small_alpha, rmsprop, "small alpha, centered", c.alpha = 0.3, c.centered = true)
+VARIANT_TEST(rmsprop_everything, rmsprop, "alpha 0, everything on", c.alpha = 0.0, c.maximize = true,
+             c.centered = true, c.momentum = 0.9, c.weight_decay = 0.1)
 
 /* ---------------------------------------------------------------------------------------------
  * Special values: NaN, infinities, zeros of both signs, subnormals, and the centered variance
  * rounding below zero. The fast path must make the reference's choices bit for bit (AMSGrad's max
  * lets NaN win as torch.maximum does; the centered clamp maps negatives to 0 and keeps NaN).
  * ------------------------------------------------------------------------------------------- */
-static float special(test_rng *r, float usual)
-{
-    static const float k[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f};
-    uint64_t u = test_rng_next(r) % 40;
-    return u < sizeof k / sizeof k[0] ? k[u] : usual;
-}
-
 Test(cpu, special_values_match_reference)
 {
     const size_t n = 4097;
@@ -410,7 +283,7 @@ Test(cpu, special_values_match_reference)
             }
             for (int a = 0; a < 5; a++)
                 for (size_t i = 0; i < n; i++)
-                    x[a][i] = special(&r, x[a][i]);
+                    x[a][i] = test_special(&r, x[a][i]);
             abs_all(x[2], n); /* second moments: NaN and +inf stay, values non-negative */
             abs_all(x[3], n);
             for (int a = 0; a < 5; a++) {
@@ -419,22 +292,15 @@ Test(cpu, special_values_match_reference)
                 memcpy(b[a].p, x[a], n * sizeof(float));
             }
             /* x: 0 param, 1 grad, 2 second moment, 3 max / momentum, 4 first moment / grad_avg */
-            if (variant < 2) {
-                fopt_adam_config c = fopt_adam_config_default();
-                c.amsgrad = true;
-                c.maximize = variant == 1;
-                c.decoupled_weight_decay = variant == 1;
-                c.weight_decay = variant == 1 ? 0.1 : 0.0;
+            fopt_adam_config ca;
+            fopt_rmsprop_config c;
+            if (test_special_config(variant, &ca, &c)) {
                 for (int t = 1; t <= 3; t++) {
-                    cr_assert_eq(fopt_adam_step_ref(&c, t, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
-                    cr_assert_eq(fopt_adam_step_cpu(&c, t, n, b[0].p, b[1].p, b[4].p, b[2].p, b[3].p),
+                    cr_assert_eq(fopt_adam_step_ref(&ca, t, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
+                    cr_assert_eq(fopt_adam_step_cpu(&ca, t, n, b[0].p, b[1].p, b[4].p, b[2].p, b[3].p),
                                  FOPT_SUCCESS);
                 }
             } else {
-                fopt_rmsprop_config c = fopt_rmsprop_config_default();
-                c.centered = true;
-                c.momentum = variant == 3 ? 0.9 : 0.0;
-                c.alpha = variant == 3 ? 0.2 : 0.99;
                 for (int t = 1; t <= 3; t++) {
                     cr_assert_eq(fopt_rmsprop_step_ref(&c, n, y[0], y[1], y[2], y[3], y[4]), FOPT_SUCCESS);
                     cr_assert_eq(fopt_rmsprop_step_cpu(&c, n, b[0].p, b[1].p, b[2].p, b[3].p, b[4].p),

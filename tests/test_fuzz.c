@@ -16,50 +16,16 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
+#include "checkpoint.h"
 #include "gpu_util.h"
 
 TestSuite(fuzz, .init = gt_require_device);
 
-/* The header of src/gpu/checkpoint.c, replicated to edit and re-seal fields. */
-typedef struct ckpt_header {
-    char magic[8];
-    uint32_t version, header_bytes, kind, states, state_dtype, precision;
-    uint64_t seed, tensor_count, list_hash, shard_begin, shard_end, state_bytes;
-    int64_t step;
-    uint32_t group_count, pad_;
-    double lr[FOPT_MAX_GROUPS], wd[FOPT_MAX_GROUPS];
-    uint64_t checksum;
-} ckpt_header;
-
-static uint64_t fnv(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *b = data;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* The checkpoint's checksum: the header with checksum 0, then the payload 8 bytes at a time. */
-static uint64_t checksum_of(const ckpt_header *h, const unsigned char *payload, size_t n)
-{
-    ckpt_header c = *h;
-    c.checksum = 0;
-    uint64_t x = fnv(0xcbf29ce484222325ull, &c, sizeof c) ^ n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, payload + i, 8);
-        x = (x ^ w) * 0x100000001b3ull;
-        x ^= x >> 29;
-    }
-    return fnv(x, payload + i, n - i);
-}
-
 static void reseal(unsigned char *buf, size_t size)
 {
-    ckpt_header h;
+    state_header h;
     memcpy(&h, buf, sizeof h);
-    h.checksum = checksum_of(&h, buf + sizeof h, size - sizeof h);
+    h.checksum = fopt_state_checksum(&h, buf + sizeof h, size - sizeof h);
     memcpy(buf, &h, sizeof h);
 }
 
@@ -113,7 +79,7 @@ typedef struct field {
     size_t offset, size;
 } field;
 
-#define FIELD(f) {#f, offsetof(ckpt_header, f), sizeof(((ckpt_header *)0)->f)}
+#define FIELD(f) {#f, offsetof(state_header, f), sizeof(((state_header *)0)->f)}
 static const field fields[] = {
     FIELD(magic), FIELD(version), FIELD(header_bytes), FIELD(kind), FIELD(states), FIELD(state_dtype),
     FIELD(precision), FIELD(seed), FIELD(tensor_count), FIELD(list_hash), FIELD(shard_begin),
@@ -124,8 +90,8 @@ static const field fields[] = {
 /* Invalid values of each field (re-sealed, so only the field's own check can reject them). */
 static void sealed_field_edits(fuzz_ctx *c, unsigned char *buf)
 {
-    const ckpt_header *v = (const ckpt_header *)(const void *)c->valid;
-    ckpt_header h;
+    const state_header *v = (const state_header *)(const void *)c->valid;
+    state_header h;
 #define SEALED(stmt, what)                                                                         \
     do {                                                                                           \
         memcpy(buf, c->valid, c->size);                                                            \
@@ -191,18 +157,41 @@ static void sealed_field_edits(fuzz_ctx *c, unsigned char *buf)
 #undef SEALED
 }
 
+/* `count` copies of the valid checkpoint, each with 1 to max_edits random edits: a bit flipped
+ * anywhere (flip), or a byte set to a random value (in the header for even copies); copies whose
+ * edits undid each other are skipped. */
+static void random_edits(fuzz_ctx *c, unsigned char *buf, test_rng *r, int count, int max_edits, bool flip,
+                         const char *what)
+{
+    for (int i = 0; i < count; i++) {
+        memcpy(buf, c->valid, c->size);
+        int edits = 1 + (int)(test_rng_next(r) % (uint64_t)max_edits);
+        for (int e = 0; e < edits; e++) {
+            if (flip) {
+                size_t bit = test_rng_next(r) % (c->size * 8);
+                buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            } else {
+                size_t at = test_rng_next(r) % (i % 2 ? c->size : sizeof(state_header));
+                buf[at] = (unsigned char)test_rng_next(r);
+            }
+        }
+        if (memcmp(buf, c->valid, c->size) != 0)
+            expect_rejected(c, buf, c->size, what, i);
+    }
+}
+
 Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
 {
     gt_problem *p = fuzz_problem();
     size_t size;
     unsigned char *valid = gt_save(p->opt, &size);
-    cr_assert_gt(size, sizeof(ckpt_header));
+    cr_assert_gt(size, sizeof(state_header));
     /* the replica is faithful: re-sealing the valid checkpoint changes nothing */
     unsigned char *buf = malloc(2 * size + 64);
     cr_assert_not_null(buf);
     memcpy(buf, valid, size);
     reseal(buf, size);
-    cr_assert_eq(memcmp(buf, valid, size), 0, "the test's header replica or checksum is out of date");
+    cr_assert_eq(memcmp(buf, valid, size), 0, "re-sealing the valid checkpoint changed it");
 
     fuzz_ctx c = {p->opt, valid, size, NULL, 0, 0};
     c.before = gt_save(p->opt, &size);
@@ -218,32 +207,12 @@ Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
     mark = c.cases;
 
     /* 2. random bit flips (1 to 3 bits) anywhere */
-    for (int i = 0; i < 10000; i++) {
-        memcpy(buf, valid, size);
-        int bits = 1 + (int)(test_rng_next(&r) % 3);
-        for (int b = 0; b < bits; b++) {
-            size_t bit = test_rng_next(&r) % (size * 8);
-            buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-        }
-        if (memcmp(buf, valid, size) == 0)
-            continue; /* flips that undid each other */
-        expect_rejected(&c, buf, size, "bit flip", i);
-    }
+    random_edits(&c, buf, &r, 10000, 3, true, "bit flip");
     counts[1] = c.cases - mark;
     mark = c.cases;
 
     /* 3. random byte edits (1 to 8 bytes set to random values), half of them in the header */
-    for (int i = 0; i < 5000; i++) {
-        memcpy(buf, valid, size);
-        int edits = 1 + (int)(test_rng_next(&r) % 8);
-        for (int e = 0; e < edits; e++) {
-            size_t at = test_rng_next(&r) % (i % 2 ? size : sizeof(ckpt_header));
-            buf[at] = (unsigned char)test_rng_next(&r);
-        }
-        if (memcmp(buf, valid, size) == 0)
-            continue;
-        expect_rejected(&c, buf, size, "byte edit", i);
-    }
+    random_edits(&c, buf, &r, 5000, 8, false, "byte edit");
     counts[2] = c.cases - mark;
     mark = c.cases;
 
@@ -276,7 +245,7 @@ Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
     mark = c.cases;
 
     /* 5. payload words edited (the checksum covers the state and the master) */
-    for (size_t at = sizeof(ckpt_header); at < size; at += 7) {
+    for (size_t at = sizeof(state_header); at < size; at += 7) {
         memcpy(buf, valid, size);
         buf[at] ^= 0x04;
         expect_rejected(&c, buf, size, "payload byte", (long)at);
@@ -293,14 +262,14 @@ Test(fuzz, the_loader_rejects_every_damaged_checkpoint_and_changes_nothing)
         int kind = i % 4;
         if (kind == 1 && len >= 16)
             memcpy(buf, valid, 16);
-        else if (kind == 2 && len >= sizeof(ckpt_header))
-            memcpy(buf, valid, sizeof(ckpt_header));
+        else if (kind == 2 && len >= sizeof(state_header))
+            memcpy(buf, valid, sizeof(state_header));
         else if (kind == 3 && len >= 16) { /* a valid prefix and a re-sealed header over garbage */
-            memcpy(buf, valid, len < sizeof(ckpt_header) ? 16 : sizeof(ckpt_header));
-            if (len >= sizeof(ckpt_header)) {
-                ckpt_header h;
+            memcpy(buf, valid, len < sizeof(state_header) ? 16 : sizeof(state_header));
+            if (len >= sizeof(state_header)) {
+                state_header h;
                 memcpy(&h, buf, sizeof h);
-                h.checksum = checksum_of(&h, buf + sizeof h, len - sizeof h);
+                h.checksum = fopt_state_checksum(&h, buf + sizeof h, len - sizeof h);
                 memcpy(buf, &h, sizeof h);
                 if (len == size)
                     continue; /* a well-formed checkpoint of garbage state: not a rejection case */

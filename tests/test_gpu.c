@@ -11,6 +11,7 @@
 
 #include "device.h"
 #include "fusedopt.h"
+#include "gpu_util.h"
 #include "internal.h"
 #include "problem.h"
 
@@ -22,14 +23,6 @@ static void require_device(void)
 
 TestSuite(gpu, .init = require_device);
 TestSuite(gpu_state, .init = require_device);
-
-#define CUDA_OK(expr)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (expr);                                                                   \
-        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, fopt_dev_error_string(e_));                    \
-    } while (0)
-
-#define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
 
 /* Between and around tensors in the device blocks: poison that no kernel may touch. */
 #define GUARD 64
@@ -270,15 +263,6 @@ static uint32_t *download_params(const device_layout *d)
     return h;
 }
 
-static unsigned char *save(fopt_optimizer *opt, size_t *size)
-{
-    *size = fopt_state_size(opt);
-    unsigned char *b = malloc(*size);
-    cr_assert_not_null(b);
-    FOPT_OK(fopt_state_save(opt, b, *size));
-    return b;
-}
-
 Test(gpu_state, zero_learning_rate_leaves_parameters_unchanged_and_bad_lr_is_rejected)
 {
     small_setup s;
@@ -302,7 +286,7 @@ Test(gpu_state, checkpoint_round_trips_bit_exactly)
         small_steps(&s, s.opt, 3);
         FOPT_OK(fopt_set_lr(s.opt, s.p->v->adam ? 2e-3 : 2e-2));
         size_t size;
-        unsigned char *ckpt = save(s.opt, &size);
+        unsigned char *ckpt = gt_save(s.opt, &size);
         uint32_t *p3 = download_params(&s.d);
 
         /* The original continues for two steps with these gradients... */
@@ -316,7 +300,7 @@ Test(gpu_state, checkpoint_round_trips_bit_exactly)
         FOPT_OK(fopt_state_load(b, ckpt, size));
         cr_expect_eq(fopt_step_count(b), 3);
         size_t size_b;
-        unsigned char *again = save(b, &size_b);
+        unsigned char *again = gt_save(b, &size_b);
         cr_expect_eq(size_b, size);
         cr_expect_eq(memcmp(again, ckpt, size), 0, "%s: save after load differs", s.p->v->name);
         s.p->rng = saved_rng;
@@ -337,16 +321,7 @@ Test(gpu_state, checkpoint_round_trips_bit_exactly)
 /* The load must fail with INVALID_VALUE and leave state, step and lr as they were. */
 static void expect_rejected(fopt_optimizer *opt, const void *buf, size_t size, const char *why)
 {
-    size_t before_size;
-    unsigned char *before = save(opt, &before_size);
-    int64_t step = fopt_step_count(opt);
-    cr_expect_eq(fopt_state_load(opt, buf, size), FOPT_ERROR_INVALID_VALUE, "%s accepted", why);
-    size_t after_size;
-    unsigned char *after = save(opt, &after_size);
-    cr_expect_eq(fopt_step_count(opt), step, "%s: step changed", why);
-    cr_expect_eq(memcmp(before, after, before_size), 0, "%s: state changed", why);
-    free(before);
-    free(after);
+    gt_expect_load_rejected(opt, buf, size, NULL, why);
 }
 
 Test(gpu_state, load_rejects_checkpoints_of_other_optimizers_lists_versions_and_damage)
@@ -355,7 +330,7 @@ Test(gpu_state, load_rejects_checkpoints_of_other_optimizers_lists_versions_and_
     small_make(&s, &test_variants[0]); /* adam */
     small_steps(&s, s.opt, 2);
     size_t size;
-    unsigned char *ckpt = save(s.opt, &size);
+    unsigned char *ckpt = gt_save(s.opt, &size);
 
     small_setup o;
     small_make(&o, &test_variants[0]);

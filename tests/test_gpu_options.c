@@ -165,6 +165,18 @@ Test(gpu_object, stochastic_rounding_draws_other_bits_for_each_tensor_and_repeat
     cr_expect_gt(across_seeds, 100u, "seeds 7 and 8 rounded alike in all but %zu elements", across_seeds);
 }
 
+/* An fp32 tensor of N0 elements one float past the start of new device buffers *pb and *gb (N0 + 1
+ * floats each): param and grad copied there. */
+static fopt_tensor unaligned_copy(const float *param, const float *grad, float **pb, float **gb)
+{
+    *pb = *gb = NULL;
+    DEV_OK(fopt_dev_malloc((void **)pb, (N0 + 1) * sizeof(float)));
+    DEV_OK(fopt_dev_malloc((void **)gb, (N0 + 1) * sizeof(float)));
+    DEV_OK(fopt_dev_memcpy(*pb + 1, param, N0 * sizeof(float)));
+    DEV_OK(fopt_dev_memcpy(*gb + 1, grad, N0 * sizeof(float)));
+    return (fopt_tensor){*pb + 1, *gb + 1, N0, FOPT_FLOAT32, 0};
+}
+
 Test(gpu_object, rebind_to_unaligned_buffers_leaves_the_vector_path)
 {
     float param[N0 + N1], grad[N0 + N1];
@@ -179,23 +191,15 @@ Test(gpu_object, rebind_to_unaligned_buffers_leaves_the_vector_path)
     FOPT_OK(fopt_adam_create(&opt, &cfg, &t, 1));
     cr_expect(opt->entries[0].flags & FOPT_ENTRY_ALIGNED);
     /* rebound to buffers one float past an aligned address, exactly N0 floats long after it */
-    float *pb = NULL, *gb = NULL;
-    DEV_OK(fopt_dev_malloc((void **)&pb, (N0 + 1) * sizeof(float)));
-    DEV_OK(fopt_dev_malloc((void **)&gb, (N0 + 1) * sizeof(float)));
-    DEV_OK(fopt_dev_memcpy(pb + 1, param, N0 * sizeof(float)));
-    DEV_OK(fopt_dev_memcpy(gb + 1, grad, N0 * sizeof(float)));
-    fopt_tensor u = {pb + 1, gb + 1, N0, FOPT_FLOAT32, 0};
+    float *pb, *gb;
+    fopt_tensor u = unaligned_copy(param, grad, &pb, &gb);
     FOPT_OK(fopt_rebind(opt, &u, 1, 0));
     cr_expect_eq(opt->entries[0].flags & FOPT_ENTRY_ALIGNED, 0u, "rebound to unaligned buffers: the vector "
                  "path's flag must go");
     FOPT_OK(fopt_step(opt, 0));
     /* the same step by an optimizer created over those buffers' twins */
-    float *pc = NULL, *gc = NULL;
-    DEV_OK(fopt_dev_malloc((void **)&pc, (N0 + 1) * sizeof(float)));
-    DEV_OK(fopt_dev_malloc((void **)&gc, (N0 + 1) * sizeof(float)));
-    DEV_OK(fopt_dev_memcpy(pc + 1, param, N0 * sizeof(float)));
-    DEV_OK(fopt_dev_memcpy(gc + 1, grad, N0 * sizeof(float)));
-    fopt_tensor v = {pc + 1, gc + 1, N0, FOPT_FLOAT32, 0};
+    float *pc, *gc;
+    fopt_tensor v = unaligned_copy(param, grad, &pc, &gc);
     FOPT_OK(fopt_adam_create(&ref, &cfg, &v, 1));
     FOPT_OK(fopt_step(ref, 0));
     DEV_OK(fopt_dev_synchronize());
@@ -289,7 +293,7 @@ Test(gpu_object, grad_sum_of_squares_is_the_references_bit_for_bit)
         dp[k] = dev_copy(h[k], n[k] * sizeof(float));
         dg[k] = dev_copy(h[k], (n[k] + 1) * sizeof(float));
         t[k] = (fopt_tensor){dp[k], (float *)dg[k] + off[k], n[k], FOPT_FLOAT32, 0};
-        ht[k] = (fopt_host_tensor){h[k], h[k] + off[k], n[k], FOPT_FLOAT32, NULL, {NULL, NULL, NULL}};
+        ht[k] = (fopt_host_tensor){.param = h[k], .grad = h[k] + off[k], .numel = n[k], .dtype = FOPT_FLOAT32};
     }
     fopt_adam_config cfg = fopt_adam_config_default();
     fopt_optimizer *opt;
@@ -327,7 +331,7 @@ Test(gpu_object, grad_sum_of_squares_adds_each_threads_lanes_pairwise)
     FOPT_OK(fopt_grad_sq_sum(opt, NULL, dsum, 0));
     DEV_OK(fopt_dev_synchronize());
     download(&got, dsum, sizeof got);
-    fopt_host_tensor ht = {p, g, 8, FOPT_FLOAT32, NULL, {NULL, NULL, NULL}};
+    fopt_host_tensor ht = {.param = p, .grad = g, .numel = 8, .dtype = FOPT_FLOAT32};
     FOPT_OK(fopt_grad_sq_sum_ref_multi(&ht, 1, NULL, &ref));
     const double want = 1.0 + 0x1p-52;
     cr_expect_eq(memcmp(&ref, &want, sizeof ref), 0, "reference: %a, want %a", ref, want);

@@ -290,30 +290,18 @@ Test(gpu_precision, checkpoint_carries_the_master_and_a_restored_optimizer_conti
         }
         gt_snapshot a5;
         gt_snapshot_take(&a5, p, p->opt);
-        fopt_destroy(p->opt);
-        p->opt = NULL;
-
         /* Params back to step 3: a fresh optimizer initialises its master from these rounded
          * params; the load must replace it with the checkpoint's exact master. */
-        size_t at = 0;
-        for (size_t k = 0; k < count; k++) {
-            gt_upload(p->dev_param_base[k], at3.params + at, gt_alloc_bytes(p, k));
-            at += gt_alloc_bytes(p, k);
-        }
-        FOPT_OK(gt_create(&cfg, p->dev, count, &p->opt));
-        FOPT_OK(fopt_state_load(p->opt, ckpt, size));
+        gt_restore(p, &cfg, &at3, ckpt, size);
         cr_expect_eq(fopt_step_count(p->opt), 3);
         p->rng = rng;
         for (int s = 0; s < 2; s++) {
             gt_new_grads(p);
             FOPT_OK(fopt_step(p->opt, 0));
         }
-        gt_snapshot b5;
-        gt_snapshot_take(&b5, p, p->opt);
-        gt_snapshot_expect_equal(&b5, &a5, "restored optimizer after two more steps");
+        gt_expect_snapshot(p, p->opt, &a5, "restored optimizer after two more steps");
         gt_snapshot_free(&at3);
         gt_snapshot_free(&a5);
-        gt_snapshot_free(&b5);
         free(ckpt);
         gt_problem_free(p);
     }
@@ -322,17 +310,7 @@ Test(gpu_precision, checkpoint_carries_the_master_and_a_restored_optimizer_conti
 /* Loading must fail with INVALID_VALUE, name the precision settings, and change nothing. */
 static void expect_precision_rejected(fopt_optimizer *opt, const void *ckpt, size_t size, const char *why)
 {
-    size_t n0, n1;
-    unsigned char *before = gt_save(opt, &n0);
-    int64_t step = fopt_step_count(opt);
-    cr_expect_eq(fopt_state_load(opt, ckpt, size), FOPT_ERROR_INVALID_VALUE, "%s: accepted", why);
-    cr_expect(strstr(fopt_last_error(), "precision") != NULL, "%s: rejected for another reason: %s", why,
-              fopt_last_error());
-    unsigned char *after = gt_save(opt, &n1);
-    cr_expect_eq(fopt_step_count(opt), step, "%s: step changed", why);
-    cr_expect_eq(memcmp(before, after, n0), 0, "%s: state changed", why);
-    free(before);
-    free(after);
+    gt_expect_load_rejected(opt, ckpt, size, "precision", why);
 }
 
 Test(gpu_precision, checkpoint_of_other_precision_settings_is_rejected_even_at_the_same_size)

@@ -189,33 +189,30 @@ typedef struct option_combo {
     double max_norm;
 } option_combo;
 
+/* One combination's options over these inputs and outputs. */
+static fopt_step_options options_over(const option_combo *c, const float *scale, float *norm, int32_t *inf,
+                                      const double *sq_sum)
+{
+    fopt_step_options o;
+    memset(&o, 0, sizeof o);
+    o.grad_scale = c->scale ? scale : NULL;
+    o.max_grad_norm = c->max_norm;
+    o.grad_norm = c->norm ? norm : NULL;
+    o.found_inf = c->inf ? inf : NULL;
+    o.zero_grads = c->zero;
+    o.grad_sq_sum = c->external ? sq_sum : NULL;
+    return o;
+}
+
 /* The device options and the reference's host options of one combination. */
 static void options_of(const option_combo *c, const gt_dev_opts *d, float scale, double ext, float *h_norm,
                        int32_t *h_inf, fopt_step_options *dev, fopt_step_options *host, float *h_scale,
                        double *h_ext)
 {
-    memset(dev, 0, sizeof *dev);
-    memset(host, 0, sizeof *host);
     *h_scale = scale;
     *h_ext = ext;
-    if (c->scale) {
-        dev->grad_scale = d->grad_scale;
-        host->grad_scale = h_scale;
-    }
-    dev->max_grad_norm = host->max_grad_norm = c->max_norm;
-    if (c->norm) {
-        dev->grad_norm = d->grad_norm;
-        host->grad_norm = h_norm;
-    }
-    if (c->inf) {
-        dev->found_inf = d->found_inf;
-        host->found_inf = h_inf;
-    }
-    dev->zero_grads = host->zero_grads = c->zero;
-    if (c->external) {
-        dev->grad_sq_sum = d->grad_sq_sum;
-        host->grad_sq_sum = h_ext;
-    }
+    *dev = options_over(c, d->grad_scale, d->grad_norm, d->found_inf, d->grad_sq_sum);
+    *host = options_over(c, h_scale, h_norm, h_inf, h_ext);
 }
 
 static void expect_outputs(const option_combo *c, const gt_dev_opts *d, float h_norm, int32_t h_inf,
@@ -595,16 +592,8 @@ static void capture_case(gt_cfg cfg, capture_kind kind)
     gt_snapshot a3;
     gt_snapshot_take(&a3, a, a->opt);
     fopt_dev_graph_destroy(graph);
-    fopt_destroy(a->opt);
-    a->opt = NULL;
-    size_t at = 0;
-    for (size_t k = 0; k < CAPTURE_COUNT; k++) {
-        gt_upload(a->dev_param_base[k], params_now.params + at, gt_alloc_bytes(a, k));
-        at += gt_alloc_bytes(a, k);
-    }
     *gt_capturable(&cfg) = true;
-    FOPT_OK(gt_create(&cfg, a->dev, CAPTURE_COUNT, &a->opt));
-    FOPT_OK(fopt_state_load(a->opt, ca, sa));
+    gt_restore(a, &cfg, &params_now, ca, sa);
     cr_expect_eq(fopt_step_count(a->opt), a->ref_step);
     double back[FOPT_MAX_GROUPS];
     gt_download(back, fopt_lr_device(a->opt), sizeof back);
@@ -620,12 +609,9 @@ static void capture_case(gt_cfg cfg, capture_kind kind)
         CUDA_OK(fopt_dev_graph_launch(graph, stream));
         CUDA_OK(fopt_dev_stream_synchronize(stream));
     }
-    gt_snapshot c3;
-    gt_snapshot_take(&c3, a, a->opt);
-    gt_snapshot_expect_equal(&c3, &a3, "restored capturable optimizer, three replays");
+    gt_expect_snapshot(a, a->opt, &a3, "restored capturable optimizer, three replays");
     gt_snapshot_free(&params_now);
     gt_snapshot_free(&a3);
-    gt_snapshot_free(&c3);
     fopt_dev_graph_destroy(graph);
     CUDA_OK(fopt_dev_stream_destroy(stream));
     free(ca);

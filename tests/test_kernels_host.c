@@ -1,8 +1,8 @@
 /* The CUDA kernel bodies, run on the CPU for every block and thread of a launch (no GPU needed),
  * against the CPU reference: every variant, odd sizes, chunk boundaries, unaligned pointers and
  * lists of more than a thousand tensors, with the host-derived scalars and with the device-side
- * prologue, with full and with small chunks. Also the multi-tensor table itself, the PyTorch
- * golden vectors and element offsets past 2^32. */
+ * prologue, with full and with small chunks. Also the multi-tensor table itself and the PyTorch
+ * golden vectors (element offsets past 2^32: test_offsets.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,61 +220,4 @@ Test(kernels_host, adam_kernel_matches_pytorch_golden_vectors)
 Test(kernels_host, rmsprop_kernel_matches_pytorch_golden_vectors)
 {
     golden_check_file("golden_rmsprop.bin", NULL, host_kernel_rmsprop, 1e-5, "host-run rmsprop kernel");
-}
-
-/* ---- 64-bit element offsets ------------------------------------------------------------------ */
-
-/* A tensor of more than 2^32 elements cannot be allocated here, but a block only touches its own
- * chunk: point the entry's arrays so that just the chunks under test land in real memory, and
- * launch only those chunks. Offsets past 2^31 and 2^32 elements must reach the right elements. */
-Test(kernels_host, chunks_beyond_two_to_the_32_elements_index_correctly)
-{
-    const int64_t numel = ((int64_t)1 << 32) + 4101; /* last chunk: 4101 elements */
-    const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 31) / FOPT_CHUNK) + 3, /* past 2^31 */
-                                  (uint32_t)(numel / FOPT_CHUNK)};                  /* the tail */
-    fopt_step_args *a = calloc(1, sizeof *a);
-    cr_assert_not_null(a);
-    for (size_t v = 0; v < test_variant_count; v++) {
-        const test_variant *tv = &test_variants[v];
-        const fopt_desc *d = test_variant_desc(tv);
-        fopt_any_config cfg = test_variant_config(tv);
-        fopt_kernel k = d->step_kernel(FOPT_ST_F32, FOPT_ST_F32, FOPT_MASTER_NONE, d->variant(&cfg));
-        for (size_t c = 0; c < 2; c++) {
-            const int64_t begin = (int64_t)chunk_ids[c] * FOPT_CHUNK;
-            const size_t len = (size_t)(numel - begin < FOPT_CHUNK ? numel - begin : FOPT_CHUNK);
-            const size_t sizes[] = {len};
-            test_problem *p = test_problem_make(tv, sizes, NULL, NULL, 1, 900 + v);
-            float *st[FOPT_MAX_STATES];
-            for (int j = 0; j < FOPT_MAX_STATES; j++)
-                st[j] = (p->mask & (1u << j)) ? calloc(len, sizeof(float)) : NULL;
-            /* Addresses that are only ever offset by `begin` or more before use. */
-            uintptr_t shift = (uintptr_t)begin * sizeof(float);
-            fopt_tensor_entry e;
-            memset(&e, 0, sizeof e);
-            e.slot[FOPT_TS_PARAM] = (void *)((uintptr_t)p->param[0] - shift);
-            e.slot[FOPT_TS_GRAD] = (void *)((uintptr_t)p->grad[0] - shift);
-            e.storage[FOPT_TS_PARAM] = e.storage[FOPT_TS_GRAD] = FOPT_ST_F32;
-            for (int j = 0; j < FOPT_MAX_STATES; j++)
-                if (st[j]) {
-                    e.slot[FOPT_TS_STATE0 + j] = (void *)((uintptr_t)st[j] - shift);
-                    e.storage[FOPT_TS_STATE0 + j] = FOPT_ST_F32;
-                }
-            e.numel = numel;
-            fopt_entry_set_flags(&e);
-            fopt_chunk ch = {.entry = 0, .chunk = chunk_ids[c]};
-            memset(a, 0, sizeof *a);
-            a->table = (fopt_table){&e, &ch, 1, 1, FOPT_CHUNK_SHIFT, 0};
-            for (int64_t step = 1; step <= 3; step++) {
-                test_problem_new_grads(p);
-                a->scalars.group[0] = fopt_cpu_scalars(d, &cfg, step);
-                k.run_on_host(a);
-                test_problem_ref_step(p, step);
-            }
-            test_problem_check(p, 0, p->param[0], st, "chunk past 2^31");
-            for (int j = 0; j < FOPT_MAX_STATES; j++)
-                free(st[j]);
-            test_problem_free(p);
-        }
-    }
-    free(a);
 }

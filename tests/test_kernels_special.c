@@ -15,13 +15,6 @@
 #include "internal.h"
 #include "util.h"
 
-static float special(test_rng *r, float usual)
-{
-    static const float k[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f};
-    uint64_t u = test_rng_next(r) % 40;
-    return u < sizeof k / sizeof k[0] ? k[u] : usual;
-}
-
 static size_t differences(const float *a, const float *b, size_t n)
 {
     size_t d = 0;
@@ -44,7 +37,7 @@ Test(kernels_special, special_values_match_the_reference_bit_for_bit)
             x[a] = test_alloc(n);
             test_fill_magnitudes(&r, x[a], n, -6, 0, 9);
             for (size_t i = 0; i < n; i++)
-                x[a][i] = special(&r, x[a][i]);
+                x[a][i] = test_special(&r, x[a][i]);
         }
         for (size_t i = 0; i < n; i++) { /* second moments: non-negative, NaN and +inf stay */
             x[2][i] = fabsf(x[2][i]);
@@ -54,22 +47,15 @@ Test(kernels_special, special_values_match_the_reference_bit_for_bit)
             y[a] = test_dup(x[a], n);
         /* 0 param, 1 grad, 2 second moment, 3 max / momentum, 4 first moment / grad_avg */
         fopt_host_tensor t;
-        if (variant < 2) {
-            fopt_adam_config c = fopt_adam_config_default();
-            c.amsgrad = true;
-            c.maximize = variant == 1;
-            c.decoupled_weight_decay = variant == 1;
-            c.weight_decay = variant == 1 ? 0.1 : 0.0;
-            cr_assert_eq(fopt_adam_flat_tensor(&c, n, x[0], x[1], x[4], x[2], x[3], &t), FOPT_SUCCESS);
+        fopt_adam_config ca;
+        fopt_rmsprop_config c;
+        if (test_special_config(variant, &ca, &c)) {
+            cr_assert_eq(fopt_adam_flat_tensor(&ca, n, x[0], x[1], x[4], x[2], x[3], &t), FOPT_SUCCESS);
             for (int s = 1; s <= 3; s++) {
-                cr_assert_eq(fopt_adam_step_ref(&c, s, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
-                cr_assert_eq(fopt_adam_step_kernels_host(&c, s, &t, 1, NULL), FOPT_SUCCESS, "%s", fopt_last_error());
+                cr_assert_eq(fopt_adam_step_ref(&ca, s, n, y[0], y[1], y[4], y[2], y[3]), FOPT_SUCCESS);
+                cr_assert_eq(fopt_adam_step_kernels_host(&ca, s, &t, 1, NULL), FOPT_SUCCESS, "%s", fopt_last_error());
             }
         } else {
-            fopt_rmsprop_config c = fopt_rmsprop_config_default();
-            c.centered = true;
-            c.momentum = variant == 3 ? 0.9 : 0.0;
-            c.alpha = variant == 3 ? 0.2 : 0.99;
             cr_assert_eq(fopt_rmsprop_flat_tensor(&c, n, x[0], x[1], x[2], c.momentum > 0 ? x[3] : NULL, x[4], &t),
                          FOPT_SUCCESS);
             for (int s = 1; s <= 3; s++) {

@@ -59,6 +59,27 @@ static fopt_precision precision_of(fopt_dtype state, int mode, uint64_t seed)
 /* fp16 params can neither keep remainders nor round stochastically (fp32 params ignore both). */
 static bool mode_allows(int mode, fopt_dtype d) { return d != FOPT_FLOAT16 || mode == MODE_PLAIN || mode == MODE_MASTER; }
 
+/* A storage combination: state dtype, mode and param dtype. */
+typedef struct storage {
+    fopt_dtype state;
+    int mode;
+    fopt_dtype dtype;
+} storage;
+#define MAX_STORAGES (2 * MODES * 3)
+
+/* Every combination mode_allows(), state dtype outermost, then mode, then param dtype; returns
+ * the count. */
+static size_t storages(storage *out)
+{
+    size_t n = 0;
+    for (int si = 0; si < 2; si++)
+        for (int mode = 0; mode < MODES; mode++)
+            for (int di = 0; di < 3; di++)
+                if (mode_allows(mode, k_dtypes[di]))
+                    out[n++] = (storage){k_state_dtypes[si], mode, k_dtypes[di]};
+    return n;
+}
+
 /* Each size once fully aligned and once at offsets 1..7 (the largest two only once each). */
 static size_t layout(const size_t *sizes, size_t nsizes, fopt_dtype dtype, mx_spec *out)
 {
@@ -160,19 +181,17 @@ static void run_matrix(const char *name)
     mx_spec spec[2 * NSIZES];
     unsigned rot = 0;
     char label[256], pn[96];
-    for (int si = 0; si < 2; si++)
-        for (int mode = 0; mode < MODES; mode++)
-            for (int di = 0; di < 3; di++) {
-                if (!mode_allows(mode, k_dtypes[di]))
-                    continue;
-                size_t count = layout(k_sizes, NSIZES, k_dtypes[di], spec);
-                fopt_precision pr = precision_of(k_state_dtypes[si], mode, 0x5eed0000u + rot);
-                mx_config c = mx_config_make(v, pr);
-                snprintf(label, sizeof label, "%s, %s, %s params", name, mx_precision_name(&pr, pn, sizeof pn),
-                         mx_dtype_name(k_dtypes[di]));
-                run_case(&c, spec, count, STEPS, MX_PATHS, -1, 0, rot, 1000 + rot, label);
-                rot++;
-            }
+    storage st[MAX_STORAGES];
+    const size_t nst = storages(st);
+    for (size_t i = 0; i < nst; i++) {
+        size_t count = layout(k_sizes, NSIZES, st[i].dtype, spec);
+        fopt_precision pr = precision_of(st[i].state, st[i].mode, 0x5eed0000u + rot);
+        mx_config c = mx_config_make(v, pr);
+        snprintf(label, sizeof label, "%s, %s, %s params", name, mx_precision_name(&pr, pn, sizeof pn),
+                 mx_dtype_name(st[i].dtype));
+        run_case(&c, spec, count, STEPS, MX_PATHS, -1, 0, rot, 1000 + rot, label);
+        rot++;
+    }
 }
 
 #define MATRIX_TEST(v)                                                                                      \
@@ -277,23 +296,21 @@ Test(mixed, fast_path_matches_reference_on_every_isa_and_thread_count_run_from_t
     char label[256], pn[96];
     unsigned rot = 0;
     cr_log_info("fast path instruction sets on this CPU: %d (best %s)", mx_isa_count(), mx_isa_name(mx_isa_count() - 1));
+    storage st[MAX_STORAGES];
+    const size_t nst = storages(st);
     for (int vi = 0; vi < 2; vi++)
-        for (int si = 0; si < 2; si++)
-            for (int mode = 0; mode < MODES; mode++)
-                for (int di = 0; di < 3; di++) {
-                    if (!mode_allows(mode, k_dtypes[di]))
-                        continue;
-                    size_t count = layout(k_small_sizes, NSMALL, k_dtypes[di], spec);
-                    fopt_precision pr = precision_of(k_state_dtypes[si], mode, 99 + rot);
-                    mx_config c = mx_config_make(mx_variant(names[vi]), pr);
-                    for (int isa = 0; isa < mx_isa_count(); isa++)
-                        for (int threads = 1; threads <= 2; threads++) {
-                            snprintf(label, sizeof label, "%s, %s, %s params", names[vi],
-                                     mx_precision_name(&pr, pn, sizeof pn), mx_dtype_name(k_dtypes[di]));
-                            run_case(&c, spec, count, 10, 2, isa, threads, 0, 500 + rot, label);
-                        }
-                    rot++;
+        for (size_t i = 0; i < nst; i++) {
+            size_t count = layout(k_small_sizes, NSMALL, st[i].dtype, spec);
+            fopt_precision pr = precision_of(st[i].state, st[i].mode, 99 + rot);
+            mx_config c = mx_config_make(mx_variant(names[vi]), pr);
+            for (int isa = 0; isa < mx_isa_count(); isa++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    snprintf(label, sizeof label, "%s, %s, %s params", names[vi],
+                             mx_precision_name(&pr, pn, sizeof pn), mx_dtype_name(st[i].dtype));
+                    run_case(&c, spec, count, 10, 2, isa, threads, 0, 500 + rot, label);
                 }
+            rot++;
+        }
 }
 
 /* ---- the reference against an independent model ---------------------------------------------- */
@@ -304,90 +321,57 @@ Test(mixed, reference_follows_the_storage_rules_of_an_independent_model)
     static const size_t sizes[] = {1, 7, 33, 300};
     char label[256], pn[96], msg[512];
     unsigned rot = 0;
+    storage st[MAX_STORAGES];
+    const size_t nst = storages(st);
     for (int vi = 0; vi < 3; vi++)
-        for (int si = 0; si < 2; si++)
-            for (int mode = 0; mode < MODES; mode++)
-                for (int di = 0; di < 3; di++) {
-                    if (!mode_allows(mode, k_dtypes[di]))
-                        continue;
-                    mx_spec spec[4];
-                    for (int k = 0; k < 4; k++)
-                        spec[k] = (mx_spec){.numel = sizes[k], .dtype = k_dtypes[di], .param_off = (unsigned)k,
-                                            .grad_off = 1, .master_off = 2};
-                    fopt_precision pr = precision_of(k_state_dtypes[si], mode, 0x1234567ull * (rot + 1));
-                    mx_config c = mx_config_make(mx_variant(names[vi]), pr);
-                    snprintf(label, sizeof label, "%s, %s, %s params", names[vi],
-                             mx_precision_name(&pr, pn, sizeof pn), mx_dtype_name(k_dtypes[di]));
-                    mx_set *ref = mx_set_make(&c, spec, 4, 31 + rot), *model = mx_set_clone(ref);
-                    test_rng r = test_rng_make(rot);
-                    for (int64_t s = 1; s <= 6; s++) {
-                        mx_set_fill_grads(ref, &r, -5.0, 1.0, 23);
-                        mx_set_copy_grads(model, ref);
-                        fopt_step_options o;
-                        float scale, norm, mnorm;
-                        int32_t found, mfound;
-                        step_options(s, ref, &o, &scale, &norm, &found);
-                        fopt_step_options mo = o;
-                        mo.grad_norm = o.grad_norm ? &mnorm : NULL;
-                        mo.found_inf = o.found_inf ? &mfound : NULL;
-                        const bool none = s % 4 == 1;
-                        cr_assert_eq(mx_step(MX_REF, &c, s, ref->t, 4, none ? NULL : &o), FOPT_SUCCESS, "%s",
-                                     fopt_last_error());
-                        mx_model_step(&c, s, model, none ? NULL : &mo);
-                        if (!mx_set_same(ref, model, msg, sizeof msg))
-                            cr_assert_fail("%s: step %lld: the reference departs from the model: %s", label,
-                                           (long long)s, msg);
-                        if (o.grad_norm)
-                            cr_assert_eq(mx_bits(norm), mx_bits(mnorm), "%s: grad_norm %.9g, model %.9g", label,
-                                         (double)norm, (double)mnorm);
-                        if (o.found_inf)
-                            cr_assert_eq(found, mfound);
-                    }
-                    mx_set_free(ref);
-                    mx_set_free(model);
-                    rot++;
-                }
+        for (size_t i = 0; i < nst; i++) {
+            mx_spec spec[4];
+            for (int k = 0; k < 4; k++)
+                spec[k] = (mx_spec){.numel = sizes[k], .dtype = st[i].dtype, .param_off = (unsigned)k,
+                                    .grad_off = 1, .master_off = 2};
+            fopt_precision pr = precision_of(st[i].state, st[i].mode, 0x1234567ull * (rot + 1));
+            mx_config c = mx_config_make(mx_variant(names[vi]), pr);
+            snprintf(label, sizeof label, "%s, %s, %s params", names[vi],
+                     mx_precision_name(&pr, pn, sizeof pn), mx_dtype_name(st[i].dtype));
+            mx_set *ref = mx_set_make(&c, spec, 4, 31 + rot), *model = mx_set_clone(ref);
+            test_rng r = test_rng_make(rot);
+            for (int64_t s = 1; s <= 6; s++) {
+                mx_set_fill_grads(ref, &r, -5.0, 1.0, 23);
+                mx_set_copy_grads(model, ref);
+                fopt_step_options o;
+                float scale, norm, mnorm;
+                int32_t found, mfound;
+                step_options(s, ref, &o, &scale, &norm, &found);
+                fopt_step_options mo = o;
+                mo.grad_norm = o.grad_norm ? &mnorm : NULL;
+                mo.found_inf = o.found_inf ? &mfound : NULL;
+                const bool none = s % 4 == 1;
+                cr_assert_eq(mx_step(MX_REF, &c, s, ref->t, 4, none ? NULL : &o), FOPT_SUCCESS, "%s",
+                             fopt_last_error());
+                mx_model_step(&c, s, model, none ? NULL : &mo);
+                if (!mx_set_same(ref, model, msg, sizeof msg))
+                    cr_assert_fail("%s: step %lld: the reference departs from the model: %s", label,
+                                   (long long)s, msg);
+                if (o.grad_norm)
+                    cr_assert_eq(mx_bits(norm), mx_bits(mnorm), "%s: grad_norm %.9g, model %.9g", label,
+                                 (double)norm, (double)mnorm);
+                if (o.found_inf)
+                    cr_assert_eq(found, mfound);
+            }
+            mx_set_free(ref);
+            mx_set_free(model);
+            rot++;
+        }
 }
 
 /* ---- fp16 overflow, NaN grads, the NaN rule ---------------------------------------------------- */
-
-/* RMSprop with alpha 0, eps 0 and no momentum steps every element by exactly -lr * sign(grad):
- * v = g*g exactly (a 16-bit grad squared fits a float), sqrt(v) = |g|, g/|g| = +-1. */
-static mx_config sign_sgd(double lr, fopt_precision pr)
-{
-    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
-    c.r.lr = lr;
-    c.r.alpha = 0.0;
-    c.r.eps = 0.0;
-    c.r.weight_decay = 0.0;
-    c.r.momentum = 0.0;
-    c.r.centered = false;
-    c.r.maximize = false;
-    return c;
-}
 
 /* One step on every path (each ISA on the fast path, in turn); returns the reference's set (the
  * others freed after comparing). */
 static mx_set *step_everywhere(const mx_config *c, mx_set *start, int64_t step, const fopt_step_options *o,
                                const char *label)
 {
-    mx_set *out = NULL;
-    for (int isa = 0; isa < mx_isa_count(); isa++) {
-        mx_set *sets[MX_PATHS];
-        for (int p = 0; p < MX_PATHS; p++)
-            sets[p] = mx_set_clone(start);
-        mx_cpu_use(isa, 1 + isa % 2);
-        char what[256];
-        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
-        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
-        for (int p = 1; p < MX_PATHS; p++)
-            mx_set_free(sets[p]);
-        if (out)
-            mx_set_free(out);
-        out = sets[0];
-    }
-    mx_cpu_reset();
-    return out;
+    return mx_step_every_isa(c, start, step, o, 1, label);
 }
 
 Test(mixed, fp16_params_pushed_past_65504_become_inf_and_stop_just_below_it)
@@ -400,7 +384,7 @@ Test(mixed, fp16_params_pushed_past_65504_become_inf_and_stop_just_below_it)
             fopt_precision pr;
             memset(&pr, 0, sizeof pr);
             pr.master_weights = master;
-            mx_config c = sign_sgd(lrs[li], pr);
+            mx_config c = mx_rmsprop(lrs[li], 0.0, 0.0, pr); /* sign SGD */
             mx_spec spec[2] = {{.numel = 21, .dtype = FOPT_FLOAT16}, {.numel = 3, .dtype = FOPT_FLOAT16, .param_off = 1}};
             mx_set *s = mx_set_make(&c, spec, 2, 5);
             for (size_t k = 0; k < 2; k++)

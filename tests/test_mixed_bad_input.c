@@ -95,14 +95,8 @@ static mx_set *base_set(const mx_config *c, fopt_dtype last)
 
 static fopt_precision prec(fopt_dtype state, bool mw, bool rem, bool sr)
 {
-    fopt_precision p;
-    memset(&p, 0, sizeof p);
-    p.state_dtype = state;
-    p.master_weights = mw;
-    p.master_remainder = rem;
-    p.stochastic_rounding = sr;
-    p.seed = 5;
-    return p;
+    return (fopt_precision){.state_dtype = state, .master_weights = mw, .master_remainder = rem,
+                            .stochastic_rounding = sr, .seed = 5};
 }
 
 #define NEED(...) ((const char *const[]){__VA_ARGS__, NULL})

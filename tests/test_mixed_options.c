@@ -24,18 +24,7 @@ static const fopt_dtype k_dtypes[3] = {FOPT_FLOAT32, FOPT_FLOAT16, FOPT_BFLOAT16
 
 static mx_config probe(void)
 {
-    fopt_precision pr;
-    memset(&pr, 0, sizeof pr);
-    pr.master_weights = true;
-    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
-    c.r.lr = 1.0;
-    c.r.alpha = 1.0;
-    c.r.eps = 1.0;
-    c.r.weight_decay = 0.0;
-    c.r.momentum = 0.0;
-    c.r.centered = false;
-    c.r.maximize = false;
-    return c;
+    return mx_rmsprop(1.0, 1.0, 1.0, (fopt_precision){.master_weights = true});
 }
 
 /* Params (and masters) zeroed, so that the probe leaves -g in them. */
@@ -63,23 +52,7 @@ static bool probe_saw(const mx_set *s, size_t k, size_t i, float want)
 static mx_set *step_all(const mx_config *c, const mx_set *start, int64_t step, fopt_step_options *o,
                         const char *label)
 {
-    mx_set *out = NULL;
-    for (int isa = 0; isa < mx_isa_count(); isa++) {
-        mx_set *sets[MX_PATHS];
-        for (int p = 0; p < MX_PATHS; p++)
-            sets[p] = mx_set_clone(start);
-        mx_cpu_use(isa, 1 + (isa + 1) % 2);
-        char what[256];
-        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
-        mx_step_and_compare(c, step, sets, MX_PATHS, o, what);
-        for (int p = 1; p < MX_PATHS; p++)
-            mx_set_free(sets[p]);
-        if (out)
-            mx_set_free(out);
-        out = sets[0];
-    }
-    mx_cpu_reset();
-    return out;
+    return mx_step_every_isa(c, start, step, o, 2, label);
 }
 
 /* ---- grad_scale ------------------------------------------------------------------------------ */
@@ -149,16 +122,25 @@ static mx_set *random_grads_set(const mx_config *c, fopt_dtype d, const size_t *
     return s;
 }
 
+/* random_grads_set() of the probe, and in *sum the sum of squares of its grads unscaled by scale. */
+static mx_set *probe_set(mx_config *c, fopt_dtype d, const size_t *sizes, size_t count, uint64_t seed, float scale,
+                         double *sum)
+{
+    *c = probe();
+    mx_set *s = random_grads_set(c, d, sizes, count, seed);
+    cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, count, &scale, sum), FOPT_SUCCESS);
+    return s;
+}
+
 Test(mixed_options, clipping_scales_the_unscaled_grad_by_max_norm_over_norm_plus_1e_6_only_when_below_one)
 {
     const size_t sizes[3] = {5000, 17, 16385};
     for (int di = 0; di < 3; di++) {
         const fopt_dtype d = k_dtypes[di];
-        mx_config c = probe();
-        mx_set *s = random_grads_set(&c, d, sizes, 3, 10 + (uint64_t)di);
+        mx_config c;
         const float sc = 3.0f;
         double sum;
-        cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, 3, &sc, &sum), FOPT_SUCCESS);
+        mx_set *s = probe_set(&c, d, sizes, 3, 10 + (uint64_t)di, sc, &sum);
         const double norm = sqrt(sum);
         /* active: a fifth of the norm */
         {
@@ -438,11 +420,10 @@ Test(mixed_options, an_external_grad_sq_sum_replaces_the_computed_sum_for_norm_c
     const size_t sizes[2] = {1000, 16385};
     for (int di = 0; di < 3; di++) {
         const fopt_dtype d = k_dtypes[di];
-        mx_config c = probe();
-        mx_set *s = random_grads_set(&c, d, sizes, 2, 60 + (uint64_t)di);
+        mx_config c;
         const float sc = 2.0f;
         double local;
-        cr_assert_eq(fopt_grad_sq_sum_ref_multi(s->t, 2, &sc, &local), FOPT_SUCCESS);
+        mx_set *s = probe_set(&c, d, sizes, 2, 60 + (uint64_t)di, sc, &local);
         /* as if other ranks held 8 times as much: clipping to the local norm now bites by ~1/3 */
         const double ext = 9.0 * local;
         float norm = 0.0f;

@@ -20,20 +20,8 @@
 
 static mx_config sign_sgd(double lr, fopt_dtype state, bool stochastic, uint64_t seed)
 {
-    fopt_precision pr;
-    memset(&pr, 0, sizeof pr);
-    pr.state_dtype = state;
-    pr.stochastic_rounding = stochastic;
-    pr.seed = seed;
-    mx_config c = mx_config_make(mx_variant("rmsprop"), pr);
-    c.r.lr = lr;
-    c.r.alpha = 0.0;
-    c.r.eps = 0.0;
-    c.r.weight_decay = 0.0;
-    c.r.momentum = 0.0;
-    c.r.centered = false;
-    c.r.maximize = false;
-    return c;
+    return mx_rmsprop(lr, 0.0, 0.0,
+                      (fopt_precision){.state_dtype = state, .stochastic_rounding = stochastic, .seed = seed});
 }
 
 /* bf16 tensors of these sizes, every param p0 with the sign alternating by element (+p0, -p0, ...)
@@ -79,23 +67,7 @@ static size_t count_diff(const mx_set *a, size_t ka, const mx_set *b, size_t kb)
 /* One step on every path (fast path on each ISA in turn), compared; returns the reference's set. */
 static mx_set *step_all(const mx_config *c, const mx_set *start, int64_t step, const char *label)
 {
-    mx_set *out = NULL;
-    for (int isa = 0; isa < mx_isa_count(); isa++) {
-        mx_set *sets[MX_PATHS];
-        for (int p = 0; p < MX_PATHS; p++)
-            sets[p] = mx_set_clone(start);
-        mx_cpu_use(isa, 2 - isa % 2);
-        char what[256];
-        snprintf(what, sizeof what, "%s (fast path %s)", label, mx_isa_name(isa));
-        mx_step_and_compare(c, step, sets, MX_PATHS, NULL, what);
-        for (int p = 1; p < MX_PATHS; p++)
-            mx_set_free(sets[p]);
-        if (out)
-            mx_set_free(out);
-        out = sets[0];
-    }
-    mx_cpu_reset();
-    return out;
+    return mx_step_every_isa(c, start, step, NULL, 2, label);
 }
 
 /* A binomial count of n trials with probability 1/2 lies within 5 sigma of n/2. */

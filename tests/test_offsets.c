@@ -1,9 +1,8 @@
-/* 64-bit element offsets in the kernels beyond the step kernel at full chunks
- * (kernels_host::chunks_beyond_two_to_the_32_elements_index_correctly): the step kernel with the
- * smallest chunks (chunk index << 11 passes 2^32 from chunk 2^21 on) and the statistics kernel.
- * As there, a tensor of more than 2^32 elements cannot be allocated: the entry's arrays point so
- * that only the chunks under test land in real memory, and only those chunks are launched. The
- * same data placed at element 0 of a small tensor must give the same bits. */
+/* 64-bit element offsets in the kernels: the step kernel at full chunks (past 2^31 elements and
+ * the tail) and with the smallest chunks (chunk index << 11 passes 2^32 from chunk 2^21 on), and
+ * the statistics kernel. A tensor of more than 2^32 elements cannot be allocated: the entry's
+ * arrays point so that only the chunks under test land in real memory, and only those chunks are
+ * launched. The same data placed at element 0 of a small tensor must give the same bits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +11,7 @@
 #include "internal.h"
 #include "launch.h"
 #include "problem.h"
+#include "table.h"
 
 /* An fp32 entry of `numel` elements whose element `begin` is at param[0], grad[0], st[j][0]. */
 static fopt_tensor_entry entry_shifted(int64_t numel, int64_t begin, float *param, float *grad,
@@ -33,13 +33,13 @@ static fopt_tensor_entry entry_shifted(int64_t numel, int64_t begin, float *para
     return e;
 }
 
-Test(offsets, smallest_step_chunks_beyond_two_to_the_32_elements_index_correctly)
+/* The step kernel of every test variant on chunks chunk_ids[0..1] (of 2^shift elements) of an fp32
+ * tensor of `numel` elements, three steps: bit-identical to the reference stepping the same data
+ * in a small tensor. */
+static void check_step_chunks(unsigned shift, int64_t numel, const uint32_t chunk_ids[2], uint64_t seed,
+                              const char *what)
 {
-    const unsigned shift = FOPT_MIN_CHUNK_SHIFT;
     const int64_t csize = (int64_t)1 << shift;
-    const int64_t numel = ((int64_t)1 << 32) + 3 * csize + 77; /* last chunk: 77 elements */
-    const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 32) / csize) + 1, /* just past 2^32 */
-                                  (uint32_t)(numel / csize)};                  /* the tail */
     fopt_step_args *a = calloc(1, sizeof *a);
     cr_assert_not_null(a);
     for (size_t v = 0; v < test_variant_count; v++) {
@@ -51,7 +51,7 @@ Test(offsets, smallest_step_chunks_beyond_two_to_the_32_elements_index_correctly
             const int64_t begin = (int64_t)chunk_ids[c] * csize;
             const size_t len = (size_t)(numel - begin < csize ? numel - begin : csize);
             const size_t sizes[] = {len};
-            test_problem *p = test_problem_make(tv, sizes, NULL, NULL, 1, 1900 + v);
+            test_problem *p = test_problem_make(tv, sizes, NULL, NULL, 1, seed + v);
             float *st[FOPT_MAX_STATES];
             for (int j = 0; j < FOPT_MAX_STATES; j++)
                 st[j] = (p->mask & (1u << j)) ? calloc(len, sizeof(float)) : NULL;
@@ -65,15 +65,32 @@ Test(offsets, smallest_step_chunks_beyond_two_to_the_32_elements_index_correctly
                 k.run_on_host(a);
                 test_problem_ref_step(p, step);
             }
-            uint32_t ulp = test_problem_check(p, 0, p->param[0], st, "small chunk past 2^32");
-            cr_expect_eq(ulp, 0u, "%s: chunk %u of 2^%u elements: %u ulp off the reference", tv->name,
-                         chunk_ids[c], shift, ulp);
+            uint32_t ulp = test_problem_check(p, 0, p->param[0], st, what);
+            cr_expect_eq(ulp, 0u, "%s: %s: chunk %u of 2^%u elements: %u ulp off the reference", tv->name,
+                         what, chunk_ids[c], shift, ulp);
             for (int j = 0; j < FOPT_MAX_STATES; j++)
                 free(st[j]);
             test_problem_free(p);
         }
     }
     free(a);
+}
+
+Test(offsets, step_chunks_beyond_two_to_the_32_elements_index_correctly)
+{
+    const int64_t numel = ((int64_t)1 << 32) + 4101; /* last chunk: 4101 elements */
+    const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 31) / FOPT_CHUNK) + 3, /* past 2^31 */
+                                  (uint32_t)(numel / FOPT_CHUNK)};                  /* the tail */
+    check_step_chunks(FOPT_CHUNK_SHIFT, numel, chunk_ids, 900, "chunk past 2^31");
+}
+
+Test(offsets, smallest_step_chunks_beyond_two_to_the_32_elements_index_correctly)
+{
+    const int64_t csize = (int64_t)1 << FOPT_MIN_CHUNK_SHIFT;
+    const int64_t numel = ((int64_t)1 << 32) + 3 * csize + 77; /* last chunk: 77 elements */
+    const uint32_t chunk_ids[] = {(uint32_t)(((int64_t)1 << 32) / csize) + 1, /* just past 2^32 */
+                                  (uint32_t)(numel / csize)};                  /* the tail */
+    check_step_chunks(FOPT_MIN_CHUNK_SHIFT, numel, chunk_ids, 1900, "small chunk past 2^32");
 }
 
 /* The statistics kernel over one chunk of entry `e` (sum of squares, unscaled). */

@@ -249,6 +249,23 @@ Test(scalars, rmsprop_scalars_are_the_documented_double_formula_rounded_once)
 
 static int same_bytes(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
+/* The arguments of an enabled prologue of optimizer `kind` over config cfg, deriving into *out
+ * with the device hyper-parameters *hp; the other fields 0. */
+static fopt_prologue_args prologue_args(int32_t kind, fopt_any_config cfg, fopt_device_hparams *hp,
+                                        fopt_scalars *out, int64_t host_step, uint32_t group_count)
+{
+    fopt_prologue_args a;
+    memset(&a, 0, sizeof a);
+    a.enabled = 1;
+    a.kind = kind;
+    a.cfg = cfg;
+    a.hp = hp;
+    a.out = out;
+    a.host_step = host_step;
+    a.group_count = group_count;
+    return a;
+}
+
 Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_step)
 {
     fopt_adam_config cfg = fopt_adam_config_default();
@@ -262,17 +279,9 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
         const double lr0 = pow(10.0, -5.0 + 4.0 * test_rng_uniform(&rng)), lr1 = lr0 * 0.37;
         const double wd0 = 0.01, wd1 = 0.0;
         /* host knows the count: host_step = t - 1, lr and wd from the arguments */
-        fopt_prologue_args a;
-        memset(&a, 0, sizeof a);
         memset(&hp, 0, sizeof hp);
         memset(&out, 0xa5, sizeof out);
-        a.enabled = 1;
-        a.kind = FOPT_KIND_ADAM;
-        a.cfg = any;
-        a.hp = &hp;
-        a.out = &out;
-        a.host_step = t - 1;
-        a.group_count = 2;
+        fopt_prologue_args a = prologue_args(FOPT_KIND_ADAM, any, &hp, &out, t - 1, 2);
         a.lr[0] = lr0;
         a.lr[1] = lr1;
         a.wd[0] = wd0;
@@ -320,19 +329,11 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
     fopt_step_stats st;
     memset(&st, 0, sizeof st);
     st.skip = 1;
-    fopt_prologue_args a;
-    memset(&a, 0, sizeof a);
     memset(&out, 0xa5, sizeof out);
     memset(&hp, 0, sizeof hp);
     hp.step = 41;
-    a.enabled = 1;
-    a.kind = FOPT_KIND_ADAM;
-    a.cfg = any;
-    a.hp = &hp;
-    a.out = &out;
+    fopt_prologue_args a = prologue_args(FOPT_KIND_ADAM, any, &hp, &out, -1, 1);
     a.stats = &st;
-    a.host_step = -1;
-    a.group_count = 1;
     a.lr[0] = 1e-3;
     fopt_prologue_run(&a);
     cr_expect_eq(hp.step, 41, "a skipped step does not count");
@@ -357,15 +358,7 @@ Test(scalars, rmsprop_prologue_matches_the_host_derivation)
     fopt_device_hparams hp;
     fopt_scalars out;
     memset(&hp, 0, sizeof hp);
-    fopt_prologue_args a;
-    memset(&a, 0, sizeof a);
-    a.enabled = 1;
-    a.kind = FOPT_KIND_RMSPROP;
-    a.cfg = any;
-    a.hp = &hp;
-    a.out = &out;
-    a.host_step = 9;
-    a.group_count = FOPT_MAX_GROUPS;
+    fopt_prologue_args a = prologue_args(FOPT_KIND_RMSPROP, any, &hp, &out, 9, FOPT_MAX_GROUPS);
     for (int g = 0; g < FOPT_MAX_GROUPS; g++) {
         a.lr[g] = 1e-3 * (g + 1);
         a.wd[g] = g % 2 ? 0.0 : 1e-4 * g;

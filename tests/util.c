@@ -114,3 +114,27 @@ bool test_have_cuda_device(void)
     int count = 0;
     return fopt_dev_count(&count) == cudaSuccess && count > 0;
 }
+
+float test_special(test_rng *r, float usual)
+{
+    static const float k[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, 3e38f};
+    uint64_t u = test_rng_next(r) % 40;
+    return u < sizeof k / sizeof k[0] ? k[u] : usual;
+}
+
+bool test_special_config(int variant, fopt_adam_config *adam, fopt_rmsprop_config *rmsprop)
+{
+    if (variant < 2) {
+        *adam = fopt_adam_config_default();
+        adam->amsgrad = true;
+        adam->maximize = variant == 1;
+        adam->decoupled_weight_decay = variant == 1;
+        adam->weight_decay = variant == 1 ? 0.1 : 0.0;
+        return true;
+    }
+    *rmsprop = fopt_rmsprop_config_default();
+    rmsprop->centered = true;
+    rmsprop->momentum = variant == 3 ? 0.9 : 0.0;
+    rmsprop->alpha = variant == 3 ? 0.2 : 0.99;
+    return false;
+}

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fusedopt.h"
+
 /* xorshift64*: deterministic across machines. */
 typedef struct test_rng { uint64_t s; } test_rng;
 test_rng test_rng_make(uint64_t seed);
@@ -19,6 +21,15 @@ void test_fill_uniform(test_rng *r, float *x, size_t n, float lo, float hi);
  * (0 disables zeros). */
 void test_fill_magnitudes(test_rng *r, float *x, size_t n, double lo_exp, double hi_exp,
                           unsigned zero_every);
+
+/* The special-value tests of the fast CPU path and the kernels (test_cpu.c,
+ * test_kernels_special.c): `usual`, or about one time in five one of NaN, +-inf, +-0, +-1e-40
+ * (subnormal) and 3e38. */
+float test_special(test_rng *r, float usual);
+/* Their four configs: variants 0 and 1 Adam with AMSGrad (1: maximize and AdamW, weight decay
+ * 0.1) into *adam, returning true; 2 and 3 centered RMSprop (3: momentum 0.9, alpha 0.2) into
+ * *rmsprop, returning false. */
+bool test_special_config(int variant, fopt_adam_config *adam, fopt_rmsprop_config *rmsprop);
 
 /* max_i |a_i - b_i| / max(max_i |b_i|, tiny): the error measure of the project's contract
  * (relative to the tensor's max magnitude). NaN in either gives +inf unless both are NaN at the

@@ -104,3 +104,39 @@ def pair(model, name, layout="one", **kw):
     f = getattr(fo, name)(group_layout(model, layout, kw.get("lr")), **kw)
     t = getattr(torch.optim, name)(group_layout(twin, layout, kw.get("lr")), **kw)
     return f, t, twin
+
+
+def twins(shapes, seed=0, dtype=torch.float32, device="cpu"):
+    """Two lists of leaf tensors with the same random values (float32 draws rounded to dtype):
+    the first on `device`, the second on the CPU."""
+    torch.manual_seed(seed)
+    a = [torch.randn(*s).to(dtype) for s in shapes]
+    b = [x.clone().requires_grad_() for x in a]
+    return [x.to(device).requires_grad_() for x in a], b
+
+
+def feed(ps, qs, seed, which=None, scale=1.0):
+    """The same random gradients for both lists (float32 draws of a seeded generator times scale,
+    rounded to each tensor's dtype; ps's on their device, qs's on the CPU); the tensors whose
+    index is not in `which` (when given) get None."""
+    g = torch.Generator().manual_seed(seed)
+    for i, (p, q) in enumerate(zip(ps, qs)):
+        if which is not None and i not in which:
+            p.grad = q.grad = None
+            continue
+        x = (torch.randn(q.shape, generator=g, dtype=torch.float32) * scale).to(q.dtype)
+        p.grad, q.grad = x.to(p.device), x.clone()
+
+
+def assert_same(ps, qs):
+    """Bit for bit (qs on the CPU)."""
+    for p, q in zip(ps, qs):
+        assert torch.equal(p.detach().cpu(), q.detach())
+
+
+def step_twins(ps, qs, opts, seeds, which=None, scale=1.0):
+    """For each seed: feed() both lists, then step every optimizer of opts in turn."""
+    for s in seeds:
+        feed(ps, qs, s, which, scale)
+        for o in opts:
+            o.step()

@@ -7,26 +7,9 @@ import torch
 import fusedopt
 import fusedopt.torch as fo
 from fusedopt import FusedOptError
-from helpers import batches, mlp, pair, params_of, rel_err, train
+from helpers import batches, feed, mlp, pair, params_of, rel_err, step_twins, train, twins
 
 NAMES = ["Adam", "AdamW", "RMSprop"]
-
-
-def twins(shapes, seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    a = [torch.randn(*s, dtype=dtype).requires_grad_() for s in shapes]
-    b = [x.detach().clone().requires_grad_() for x in a]
-    return a, b
-
-
-def feed(ps, qs, seed, which=None):
-    g = torch.Generator().manual_seed(seed)
-    for i, (p, q) in enumerate(zip(ps, qs)):
-        if which is not None and i not in which:
-            p.grad = q.grad = None
-            continue
-        x = torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype)
-        p.grad, q.grad = x.clone(), x.clone()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -93,10 +76,7 @@ def test_add_param_group_later(name):
         t.step()
     f.add_param_group({"params": [ps[2]], "lr": 3e-2, "weight_decay": 0.2})
     t.add_param_group({"params": [qs[2]], "lr": 3e-2, "weight_decay": 0.2})
-    for s in range(3, 7):
-        feed(ps, qs, s)
-        f.step()
-        t.step()
+    step_twins(ps, qs, (f, t), range(3, 7))
     assert rel_err(ps, qs) < 1e-5
     with pytest.raises(ValueError, match="Invalid learning rate: -1"):
         f.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": -1})
@@ -309,10 +289,7 @@ def test_adam_decoupled_weight_decay_keyword():
     ps, qs = twins([(6, 2)])
     f = fo.Adam(ps, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
     t = torch.optim.AdamW(qs, lr=1e-2, weight_decay=0.1)
-    for s in range(3):
-        feed(ps, qs, s)
-        f.step()
-        t.step()
+    step_twins(ps, qs, (f, t), range(3))
     assert rel_err(ps, qs) < 1e-5
     assert f.param_groups[0]["decoupled_weight_decay"] is True
     assert fo.Adam(ps).param_groups[0]["decoupled_weight_decay"] is False
@@ -367,10 +344,7 @@ def test_maximize():
     ps, qs = twins([(5, 3)])
     f = fo.Adam(ps, lr=1e-2, maximize=True)
     t = torch.optim.Adam(qs, lr=1e-2, maximize=True)
-    for s in range(3):
-        feed(ps, qs, s)
-        f.step()
-        t.step()
+    step_twins(ps, qs, (f, t), range(3))
     assert rel_err(ps, qs) < 1e-5
 
 
@@ -379,10 +353,7 @@ def test_empty_and_zero_size_parameters():
     f = fo.Adam(ps, lr=1e-2)
     t = torch.optim.Adam(qs, lr=1e-2)
     assert f.state_dict()["state"] == {}
-    for s in range(2):
-        feed(ps, qs, s)
-        f.step()
-        t.step()
+    step_twins(ps, qs, (f, t), range(2))
     assert rel_err(ps, qs) < 1e-5
     assert float(f.state[ps[0]]["step"]) == 2
 

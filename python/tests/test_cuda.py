@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fusedopt.torch as fo
-from helpers import batches, group_layout, mlp, params_of, rel_err, train
+from helpers import batches, feed, group_layout, mlp, params_of, rel_err, step_twins, train, twins
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -27,22 +27,6 @@ def grad_scaler(**kw):
         except TypeError:
             pass
     return torch.cuda.amp.GradScaler(**kw)
-
-
-def twins(shapes, seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    a = [torch.randn(*s).to(dtype) for s in shapes]
-    return ([x.cuda().requires_grad_() for x in a], [x.clone().requires_grad_() for x in a])
-
-
-def feed(gpu, cpu, seed, which=None):
-    g = torch.Generator().manual_seed(seed)
-    for i, (p, q) in enumerate(zip(gpu, cpu)):
-        if which is not None and i not in which:
-            p.grad = q.grad = None
-            continue
-        x = torch.randn(q.shape, generator=g).to(q.dtype)
-        p.grad, q.grad = x.cuda(), x.clone()
 
 
 @pytest.mark.parametrize("layout", ["one", "split"])
@@ -66,14 +50,11 @@ def test_mlp_matches_torch_on_cuda(name, layout):
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_path_equals_cpu_path_bit_for_bit(name):
     """Same operations in the same order without FMA on both: identical bits."""
-    gpu, cpu = twins([(300, 7), (7,), (5000,)])
+    gpu, cpu = twins([(300, 7), (7,), (5000,)], device="cuda")
     kw = VARIANT[name]
     f = getattr(fo, name)(gpu, **kw)
     c = getattr(fo, name)(cpu, **kw)
-    for s in range(10):
-        feed(gpu, cpu, s)
-        f.step()
-        c.step()
+    step_twins(gpu, cpu, (f, c), range(10))
     for p, q in zip(gpu, cpu):
         assert torch.equal(p.detach().cpu(), q.detach())
 
@@ -102,7 +83,7 @@ def test_checkpoints_cross_over_on_cuda():
 
 
 def test_set_to_none_params_without_grads_and_schedulers():
-    gpu, cpu = twins([(50,), (8, 8), (3,)])
+    gpu, cpu = twins([(50,), (8, 8), (3,)], device="cuda")
     f = fo.Adam(gpu, lr=1e-2)
     c = fo.Adam(cpu, lr=1e-2)
     sf = torch.optim.lr_scheduler.StepLR(f, 2, 0.5)
@@ -120,7 +101,7 @@ def test_set_to_none_params_without_grads_and_schedulers():
 
 
 def test_side_stream_and_deepcopy():
-    gpu, cpu = twins([(1000,), (4, 4)])
+    gpu, cpu = twins([(1000,), (4, 4)], device="cuda")
     f = fo.RMSprop(gpu, lr=1e-2, momentum=0.9)
     c = fo.RMSprop(cpu, lr=1e-2, momentum=0.9)
     s = torch.cuda.Stream()
@@ -150,10 +131,7 @@ def test_non_contiguous_and_complex_on_cuda():
            gpu[2].detach().cpu().requires_grad_()]
     f = fo.Adam(gpu, lr=1e-2, weight_decay=0.1)
     c = fo.Adam(cpu, lr=1e-2, weight_decay=0.1)
-    for s in range(4):
-        feed(gpu, cpu, s)
-        f.step()
-        c.step()
+    step_twins(gpu, cpu, (f, c), range(4))
     assert torch.equal(big.cpu(), big_c)
     for p, q in zip(gpu[1:], cpu[1:]):
         assert torch.equal(p.detach().cpu(), q.detach())
@@ -161,14 +139,11 @@ def test_non_contiguous_and_complex_on_cuda():
 
 @pytest.mark.parametrize("remainder", [False, True])
 def test_bf16_master_weights_on_cuda(remainder):
-    gpu, cpu = twins([(4096,), (33, 17)], dtype=torch.bfloat16)
+    gpu, cpu = twins([(4096,), (33, 17)], dtype=torch.bfloat16, device="cuda")
     kw = dict(lr=1e-2, master_weights=True, master_remainder=remainder)
     f = fo.AdamW(gpu, **kw)
     c = fo.AdamW(cpu, **kw)
-    for s in range(6):
-        feed(gpu, cpu, s)
-        f.step()
-        c.step()
+    step_twins(gpu, cpu, (f, c), range(6))
     for p, q in zip(gpu, cpu):
         assert torch.equal(p.detach().cpu(), q.detach())
     key = "master_remainder" if remainder else "master"
@@ -233,7 +208,7 @@ def test_grad_scaler_amp(unscale):
 def test_capturable_cuda_graph():
     """capturable=True: lr and step count on the device; step() captured in a CUDA graph and
     replayed gives the eager results."""
-    gpu, cpu = twins([(1000,), (16, 16)])
+    gpu, cpu = twins([(1000,), (16, 16)], device="cuda")
     f = fo.Adam(gpu, lr=1e-2, capturable=True)
     c = fo.Adam(cpu, lr=1e-2)
     grads = [torch.zeros_like(p) for p in gpu]
@@ -243,12 +218,16 @@ def test_capturable_cuda_graph():
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     gen = torch.Generator().manual_seed(0)
-    with torch.cuda.stream(s):
+
+    def new_grads():  # into the captured grads in place, and the CPU twin's
         vals = [torch.randn(q.shape, generator=gen) for q in cpu]
         for g, v in zip(grads, vals):
             g.copy_(v)
         for q, v in zip(cpu, vals):
             q.grad = v.clone()
+
+    with torch.cuda.stream(s):
+        new_grads()
         f.step()
     torch.cuda.current_stream().wait_stream(s)
     c.step()
@@ -256,11 +235,7 @@ def test_capturable_cuda_graph():
     with torch.cuda.graph(graph):
         f.step()
     for i in range(3):
-        vals = [torch.randn(q.shape, generator=gen) for q in cpu]
-        for g, v in zip(grads, vals):
-            g.copy_(v)
-        for q, v in zip(cpu, vals):
-            q.grad = v.clone()
+        new_grads()
         graph.replay()
         c.step()
     torch.cuda.synchronize()

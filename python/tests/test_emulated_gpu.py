@@ -14,7 +14,8 @@ import torch
 
 import fusedopt.torch as fo
 from fusedopt import FusedOptError
-from helpers import batches, group_layout, loss_of, mlp, params_of, rel_err, train
+from helpers import (assert_same, batches, feed, group_layout, loss_of, mlp, params_of, rel_err,
+                     step_twins, train, twins)
 
 NAMES = ["Adam", "AdamW", "RMSprop"]
 VARIANT = {"Adam": dict(lr=1e-2, amsgrad=True), "AdamW": dict(lr=1e-2, weight_decay=0.1),
@@ -24,27 +25,6 @@ VARIANT = {"Adam": dict(lr=1e-2, amsgrad=True), "AdamW": dict(lr=1e-2, weight_de
 def on(dev, opt):
     opt._fopt_device = dev
     return opt
-
-
-def assert_same(a, b):
-    for x, y in zip(a, b):
-        assert torch.equal(x.detach(), y.detach())
-
-
-def twins(shapes, seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    a = [torch.randn(*s).to(dtype).requires_grad_() for s in shapes]
-    return a, [x.detach().clone().requires_grad_() for x in a]
-
-
-def feed(ps, qs, seed, which=None, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    for i, (p, q) in enumerate(zip(ps, qs)):
-        if which is not None and i not in which:
-            p.grad = q.grad = None
-            continue
-        x = (torch.randn(p.shape, generator=g, dtype=torch.float32) * scale).to(p.dtype)
-        p.grad, q.grad = x.clone(), x.clone()
 
 
 @pytest.mark.parametrize("layout", ["one", "split"])
@@ -103,22 +83,13 @@ def test_load_state_dict_replaces_live_state(emu):
     ps, qs = twins([(10,), (4, 3)])
     g = on(emu, fo.Adam(ps, lr=1e-2))
     c = fo.Adam(qs, lr=1e-2)
-    for s in range(3):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(3))
     sd0 = copy.deepcopy(c.state_dict())
-    for s in range(3, 5):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(3, 5))
     before = emu.calls["fopt_adam_create"]
     g.load_state_dict(sd0)       # live object dropped; the next step builds one from sd0
     c.load_state_dict(sd0)
-    for s in range(5, 7):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(5, 7))
     assert emu.calls["fopt_adam_create"] == before + 1
     assert_same(ps, qs)
     assert float(g.state_dict()["state"][0]["step"]) == 5
@@ -200,10 +171,7 @@ def test_two_buckets_and_a_replaced_parameter(emu):
     assert emu.calls["fopt_adam_create"] == 3   # one object, then two (steps 2 and 0)
     for t in (ps[2], qs[2]):
         t.data = t.data.t().contiguous().t()    # same values, column-major
-    for s in range(3, 6):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(3, 6))
     assert_same(ps, qs)
     assert [float(st["step"]) for st in g.state_dict()["state"].values()] == [6, 4, 4]
 
@@ -253,10 +221,7 @@ def test_bf16_master_weights(emu, remainder):
     kw = dict(lr=1e-2, master_weights=True, master_remainder=remainder)
     g = on(emu, fo.AdamW(ps, **kw))
     c = fo.AdamW(qs, **kw)
-    for s in range(6):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(6))
     assert_same(ps, qs)
     key = "master_remainder" if remainder else "master"
     sg, sc = g.state_dict()["state"], c.state_dict()["state"]
@@ -267,10 +232,7 @@ def test_bf16_master_weights(emu, remainder):
     ps2 = [p.detach().clone().requires_grad_() for p in ps]
     g2 = on(emu, fo.AdamW(ps2, **kw))
     g2.load_state_dict(g.state_dict())
-    for s in range(6, 9):
-        feed(ps, ps2, s)
-        g.step()
-        g2.step()
+    step_twins(ps, ps2, (g, g2), range(6, 9))
     assert_same(ps, ps2)
 
 
@@ -279,10 +241,7 @@ def test_bf16_states_and_stochastic_rounding(emu):
     kw = dict(lr=1e-3, stochastic_rounding=True, rounding_seed=3, state_dtype=torch.bfloat16)
     g = on(emu, fo.Adam(ps, **kw))
     c = fo.Adam(qs, **kw)
-    for s in range(4):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(4))
     assert_same(ps, qs)
     assert g.state_dict()["state"][0]["exp_avg"].dtype == torch.bfloat16
 
@@ -298,10 +257,7 @@ def test_non_contiguous_and_complex(emu):
     assert ps[1].stride() == qs[1].stride() == (1, 6)
     g = on(emu, fo.RMSprop(ps, lr=1e-2, momentum=0.9))
     c = fo.RMSprop(qs, lr=1e-2, momentum=0.9)
-    for s in range(4):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(4))
     assert_same([big_g, ps[1], ps[2]], [big_c, qs[1], qs[2]])
     sg, sc = g.state_dict()["state"], c.state_dict()["state"]
     for i in sc:
@@ -316,10 +272,7 @@ def test_one_group_across_two_devices(emu):
     emu.only = {id(ps[0]), id(ps[2])}
     g = on(emu, fo.Adam(ps, lr=1e-2, weight_decay=0.1))
     c = fo.Adam(qs, lr=1e-2, weight_decay=0.1)
-    for s in range(4):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(4))
     assert_same(ps, qs)
     assert emu.calls["fopt_step_ex"] == 4
     assert set(g.state) == {ps[1]}      # the CPU parameter's state is in opt.state
@@ -330,16 +283,10 @@ def test_deepcopy_snapshots_the_device_state(emu):
     ps, qs = twins([(12,), (2, 2)])
     g = on(emu, fo.AdamW(ps, lr=1e-2))
     c = fo.AdamW(qs, lr=1e-2)
-    for s in range(3):
-        feed(ps, qs, s)
-        g.step()
-        c.step()
+    step_twins(ps, qs, (g, c), range(3))
     g2 = copy.deepcopy(g)            # a plain (CPU path) copy with the device state in opt.state
     ps2 = g2.param_groups[0]["params"]
-    for s in range(3, 6):
-        feed(ps2, qs, s)
-        g2.step()
-        c.step()
+    step_twins(ps2, qs, (g2, c), range(3, 6))
     assert_same(ps2, qs)
 
 

@@ -2,6 +2,7 @@
  * call is, so the reference, the fast CPU path and the GPU optimizer agree. The per-step scalars
  * themselves are derived in kernels/scalars.h (shared with the device). */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,57 +95,57 @@ fopt_master_mode fopt_master_mode_of(const fopt_precision *p, fopt_dtype param)
     return p->master_remainder && param == FOPT_BFLOAT16 ? FOPT_MASTER_REMAINDER : FOPT_MASTER_F32;
 }
 
-/* A hyper-parameter and the range it must lie in. */
+/* The double hyper-parameters of each optimizer's config and the ranges they must lie in, in the
+ * order they are checked. */
 typedef enum { NONNEG, UNIT_HALFOPEN, UNIT_CLOSED } range_rule;
 typedef struct field {
+    fopt_kind kind;
     const char *name;
-    double value;
+    size_t offset;
     range_rule rule;
 } field;
 
-/* The fields in range, the precision settings usable, the derived scalars finite. */
-static fopt_status check_config(fopt_kind kind, const fopt_any_config *cfg, const field *f, size_t n,
-                                const fopt_precision *pr, double lr, double wd)
+static const field k_fields[] = {
+    {FOPT_KIND_ADAM, "lr", offsetof(fopt_adam_config, lr), NONNEG},
+    {FOPT_KIND_ADAM, "beta1", offsetof(fopt_adam_config, beta1), UNIT_HALFOPEN},
+    {FOPT_KIND_ADAM, "beta2", offsetof(fopt_adam_config, beta2), UNIT_HALFOPEN},
+    {FOPT_KIND_ADAM, "eps", offsetof(fopt_adam_config, eps), NONNEG},
+    {FOPT_KIND_ADAM, "weight_decay", offsetof(fopt_adam_config, weight_decay), NONNEG},
+    {FOPT_KIND_RMSPROP, "lr", offsetof(fopt_rmsprop_config, lr), NONNEG},
+    {FOPT_KIND_RMSPROP, "alpha", offsetof(fopt_rmsprop_config, alpha), UNIT_CLOSED},
+    {FOPT_KIND_RMSPROP, "eps", offsetof(fopt_rmsprop_config, eps), NONNEG},
+    {FOPT_KIND_RMSPROP, "weight_decay", offsetof(fopt_rmsprop_config, weight_decay), NONNEG},
+    {FOPT_KIND_RMSPROP, "momentum", offsetof(fopt_rmsprop_config, momentum), NONNEG},
+};
+
+/* cfg (a config of d's optimizer) not NULL, its fields in range, its precision settings usable,
+ * the derived scalars finite. */
+static fopt_status check_config(const fopt_desc *d, const void *cfg)
 {
     static const char *const wants[] = {"finite and >= 0", "in [0, 1)", "in [0, 1]"};
-    for (size_t i = 0; i < n; i++) {
-        bool ok = f[i].rule == NONNEG ? finite_nonneg(f[i].value)
-                  : f[i].rule == UNIT_HALFOPEN ? in_unit_halfopen(f[i].value)
-                                               : in_unit_closed(f[i].value);
+    if (!cfg)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
+    const fopt_any_config c = fopt_cfg_copy(d, cfg);
+    for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++) {
+        const field *f = &k_fields[i];
+        if (f->kind != d->kind)
+            continue;
+        double v;
+        memcpy(&v, (const char *)&c + f->offset, sizeof v);
+        bool ok = f->rule == NONNEG ? finite_nonneg(v) : f->rule == UNIT_HALFOPEN ? in_unit_halfopen(v)
+                                                                                 : in_unit_closed(v);
         if (!ok)
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s must be %s, got %g", f[i].name,
-                             wants[f[i].rule], f[i].value);
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s must be %s, got %g", f->name, wants[f->rule], v);
     }
-    fopt_status st = fopt_precision_config_check(pr);
-    return st != FOPT_SUCCESS ? st : derived_check(kind, cfg, lr, wd);
+    fopt_status st = fopt_precision_config_check(fopt_cfg_precision(d, &c));
+    return st != FOPT_SUCCESS ? st : derived_check(d->kind, &c, fopt_cfg_lr(d, &c), fopt_cfg_wd(d, &c));
 }
 
-fopt_status fopt_adam_config_check(const fopt_adam_config *cfg)
-{
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "adam config is NULL");
-    const field f[] = {{"lr", cfg->lr, NONNEG},           {"beta1", cfg->beta1, UNIT_HALFOPEN},
-                       {"beta2", cfg->beta2, UNIT_HALFOPEN}, {"eps", cfg->eps, NONNEG},
-                       {"weight_decay", cfg->weight_decay, NONNEG}};
-    fopt_any_config c;
-    memset(&c, 0, sizeof c);
-    c.adam = *cfg;
-    return check_config(FOPT_KIND_ADAM, &c, f, sizeof f / sizeof f[0], &cfg->precision, cfg->lr,
-                        cfg->weight_decay);
-}
+fopt_status fopt_adam_config_check(const fopt_adam_config *cfg) { return check_config(&fopt_adam_desc, cfg); }
 
 fopt_status fopt_rmsprop_config_check(const fopt_rmsprop_config *cfg)
 {
-    if (!cfg)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "rmsprop config is NULL");
-    const field f[] = {{"lr", cfg->lr, NONNEG},    {"alpha", cfg->alpha, UNIT_CLOSED},
-                       {"eps", cfg->eps, NONNEG},  {"weight_decay", cfg->weight_decay, NONNEG},
-                       {"momentum", cfg->momentum, NONNEG}};
-    fopt_any_config c;
-    memset(&c, 0, sizeof c);
-    c.rmsprop = *cfg;
-    return check_config(FOPT_KIND_RMSPROP, &c, f, sizeof f / sizeof f[0], &cfg->precision, cfg->lr,
-                        cfg->weight_decay);
+    return check_config(&fopt_rmsprop_desc, cfg);
 }
 
 fopt_status fopt_group_values_check(const fopt_desc *d, const fopt_any_config *cfg, double lr, double wd)
@@ -257,7 +258,8 @@ fopt_status fopt_call_multi(fopt_multi_driver driver, const fopt_desc *d, const 
     if (!cfg)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s config is NULL", d->name);
     fopt_any_config c = fopt_cfg_copy(d, cfg);
-    return driver(d, &c, step, tensors, count, opts);
+    fopt_status st = fopt_multi_check(d, &c, step, tensors, count, opts);
+    return st != FOPT_SUCCESS ? st : driver(d, &c, step, tensors, count, opts);
 }
 
 /* ---- step options ---- */

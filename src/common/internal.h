@@ -113,8 +113,9 @@ fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, con
 /* The reference's sum of squares of the unscaled grads in the order of kernels/stats.h. */
 double fopt_ref_sq_sum(const fopt_host_tensor *tensors, size_t count, const float *grad_scale);
 
-/* A multi-tensor driver: validates, then steps (fopt_ref_multi, fopt_cpu_multi, the host-run
- * kernels). fopt_call_multi() runs one for a public entry point: NULL config check, copy. */
+/* A multi-tensor driver: steps a call fopt_multi_check() has accepted (fopt_ref_multi,
+ * fopt_cpu_multi, the host-run kernels). fopt_call_multi() runs one for a public entry point: NULL
+ * config check, copy, fopt_multi_check(), then the driver. */
 typedef fopt_status (*fopt_multi_driver)(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
                                          const fopt_host_tensor *tensors, size_t count,
                                          const fopt_step_options *opts);

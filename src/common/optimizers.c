@@ -13,6 +13,18 @@ void fopt_rmsprop_ref_element(const fopt_group_scalars *s, float *p, float g, fl
 fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *s);
 fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
 
+/* The descriptor of optimizer `opt` (kind KIND): its config's field offsets, opt##_check,
+ * opt##_states and opt##_variant below, and its reference, fast CPU and GPU functions. */
+#define FOPT_DESC(opt, KIND)                                                                       \
+    {                                                                                              \
+        .kind = KIND, .name = #opt, .lr_offset = offsetof(fopt_##opt##_config, lr),                \
+        .wd_offset = offsetof(fopt_##opt##_config, weight_decay),                                  \
+        .precision_offset = offsetof(fopt_##opt##_config, precision),                              \
+        .capturable_offset = offsetof(fopt_##opt##_config, capturable), .check = opt##_check,      \
+        .states = opt##_states, .variant = opt##_variant, .ref_element = fopt_##opt##_ref_element, \
+        .cpu_kernel = fopt_##opt##_cpu_kernel, .step_kernel = fopt_##opt##_step_kernel,            \
+    }
+
 /* ---- Adam / AdamW ---- */
 
 static fopt_status adam_check(const fopt_any_config *c) { return fopt_adam_config_check(&c->adam); }
@@ -25,20 +37,7 @@ static unsigned adam_states(const fopt_any_config *c)
 
 static unsigned adam_variant(const fopt_any_config *c) { return c->adam.amsgrad ? 1u : 0u; }
 
-const fopt_desc fopt_adam_desc = {
-    .kind = FOPT_KIND_ADAM,
-    .name = "adam",
-    .lr_offset = offsetof(fopt_adam_config, lr),
-    .wd_offset = offsetof(fopt_adam_config, weight_decay),
-    .precision_offset = offsetof(fopt_adam_config, precision),
-    .capturable_offset = offsetof(fopt_adam_config, capturable),
-    .check = adam_check,
-    .states = adam_states,
-    .variant = adam_variant,
-    .ref_element = fopt_adam_ref_element,
-    .cpu_kernel = fopt_adam_cpu_kernel,
-    .step_kernel = fopt_adam_step_kernel,
-};
+const fopt_desc fopt_adam_desc = FOPT_DESC(adam, FOPT_KIND_ADAM);
 
 /* ---- RMSprop ---- */
 
@@ -55,17 +54,4 @@ static unsigned rmsprop_variant(const fopt_any_config *c)
     return (c->rmsprop.momentum > 0.0 ? 1u : 0u) | (c->rmsprop.centered ? 2u : 0u);
 }
 
-const fopt_desc fopt_rmsprop_desc = {
-    .kind = FOPT_KIND_RMSPROP,
-    .name = "rmsprop",
-    .lr_offset = offsetof(fopt_rmsprop_config, lr),
-    .wd_offset = offsetof(fopt_rmsprop_config, weight_decay),
-    .precision_offset = offsetof(fopt_rmsprop_config, precision),
-    .capturable_offset = offsetof(fopt_rmsprop_config, capturable),
-    .check = rmsprop_check,
-    .states = rmsprop_states,
-    .variant = rmsprop_variant,
-    .ref_element = fopt_rmsprop_ref_element,
-    .cpu_kernel = fopt_rmsprop_cpu_kernel,
-    .step_kernel = fopt_rmsprop_step_kernel,
-};
+const fopt_desc fopt_rmsprop_desc = FOPT_DESC(rmsprop, FOPT_KIND_RMSPROP);

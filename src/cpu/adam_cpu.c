@@ -53,10 +53,7 @@ fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *gs)
     return FOPT_CPU_PICK(isa, adam_kernels)[adam_variant(&gs->adam)];
 }
 
-#else /* ======================== template: one instruction set ======================== */
-
-#define T FOPT_TPL_T
-#define V(op) FOPT_TPL_V(op)
+#else /* ======================== template: one instruction set (T, V: cpu_instantiate.h) ===== */
 
 /* One thread's range, one variant (the int flags are constants at every call site). */
 FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int maximize,
@@ -73,13 +70,9 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
     size_t i = 0;
     for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
         T p = V(ld)(param + i);
-        T g = V(ld)(grad + i);
-        if (maximize)
-            g = V(neg)(g);
+        T g = FOPT_TPL_NAME(grad_in)(grad + i, p, maximize, wd_mode == ADAM_WD_L2, weight_decay);
         if (wd_mode == ADAM_WD_DECOUPLED)
             p = V(mul)(p, decay);
-        else if (wd_mode == ADAM_WD_L2)
-            g = V(add)(g, V(mul)(weight_decay, p));
 
         T m = V(ld)(exp_avg + i);
         m = from_end ? V(sub)(g, V(mul)(V(sub)(g, m), lerp_1mw))
@@ -107,7 +100,4 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(adam_body)(ADAM_PARAMS, const int
 ADAM_VARIANTS(ADAM_DEFINE)
 
 static const fopt_cpu_kernel FOPT_TPL_NAME(adam_kernels)[ADAM_NVARIANTS] = {ADAM_VARIANTS(ADAM_ENTRY)};
-
-#undef T
-#undef V
 #endif

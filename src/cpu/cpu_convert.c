@@ -22,28 +22,27 @@ const fopt_cpu_convert *fopt_cpu_converter(int isa) { return FOPT_CPU_PICK(isa, 
 
 /* A small layer of 32-bit integer lanes, FOPT_TPL_W of them (AVX-512F: 16, AVX2: 8): load 16-bit
  * values widened (zero- or sign-extended) or float bits, store narrowed to 16 bits or as floats,
- * and the integer ops the conversions need. Each conversion below is written once over it; the
- * scalar instantiation (and every tail) uses kernels/dtype.h's element functions. */
+ * the integer ops the conversions need, and fp16 to and from floats. Each conversion below is
+ * written once over it; the scalar instantiation (and every tail) uses kernels/dtype.h's element
+ * functions. */
 #define IV(op) FOPT_TPL_NAME(iv_##op)
+/* Per width: the lane types, the intrinsics' names (IVX_EPI(add): _mm512_add_epi32 or
+ * _mm256_add_epi32, likewise IVX_SI, IVX_PS, IVX_CVT), the half-width integer load and store, the
+ * casts, and the ops whose form differs (iota, st16, the compares and the select). */
 #if FOPT_TPL_W == 16
 #define FOPT_IV 1
 typedef __m512i FOPT_TPL_NAME(iv);
 typedef __mmask16 FOPT_TPL_NAME(ivm);
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ld16)(const uint16_t *p) { return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ld16s)(const uint16_t *p) { return _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)p)); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(ldf)(const float *p) { return _mm512_castps_si512(_mm512_loadu_ps(p)); }
-FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m512i x) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(x)); }
-FOPT_INLINE FOPT_TPL_TARGET void IV(stf)(float *p, __m512i x) { _mm512_storeu_ps(p, _mm512_castsi512_ps(x)); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(set1)(uint32_t v) { return _mm512_set1_epi32((int)v); }
+#define IVX_EPI(op) _mm512_##op##_epi32
+#define IVX_SI(op) _mm512_##op##_si512
+#define IVX_PS(op) _mm512_##op##_ps
+#define IVX_CVT(op) _mm512_cvt##op
+#define IVX_HALF_LD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define IVX_HALF_ST(p, x) _mm256_storeu_si256((__m256i *)(p), x)
+#define IVX_TO_SI(x) _mm512_castps_si512(x)
+#define IVX_TO_PS(x) _mm512_castsi512_ps(x)
 FOPT_INLINE FOPT_TPL_TARGET __m512i IV(iota)(void) { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(add)(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(sub)(__m512i a, __m512i b) { return _mm512_sub_epi32(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(and)(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(or)(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(xor)(__m512i a, __m512i b) { return _mm512_xor_si512(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m512i IV(mul)(__m512i a, __m512i b) { return _mm512_mullo_epi32(a, b); }
-#define FOPT_IV_SRLI(x, k) _mm512_srli_epi32(x, k)
-#define FOPT_IV_SLLI(x, k) _mm512_slli_epi32(x, k)
+FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m512i x) { _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(x)); }
 /* signed compare: every operand here is below 2^31 */
 FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(gt)(__m512i a, __m512i b) { return _mm512_cmpgt_epi32_mask(a, b); }
 FOPT_INLINE FOPT_TPL_TARGET __mmask16 IV(eq)(__m512i a, __m512i b) { return _mm512_cmpeq_epi32_mask(a, b); }
@@ -53,9 +52,15 @@ FOPT_INLINE FOPT_TPL_TARGET __m512i IV(sel)(__mmask16 m, __m512i x, __m512i y) {
 #define FOPT_IV 1
 typedef __m256i FOPT_TPL_NAME(iv);
 typedef __m256i FOPT_TPL_NAME(ivm);
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ld16)(const uint16_t *p) { return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ld16s)(const uint16_t *p) { return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(ldf)(const float *p) { return _mm256_castps_si256(_mm256_loadu_ps(p)); }
+#define IVX_EPI(op) _mm256_##op##_epi32
+#define IVX_SI(op) _mm256_##op##_si256
+#define IVX_PS(op) _mm256_##op##_ps
+#define IVX_CVT(op) _mm256_cvt##op
+#define IVX_HALF_LD(p) _mm_loadu_si128((const __m128i *)(p))
+#define IVX_HALF_ST(p, x) _mm_storeu_si128((__m128i *)(p), x)
+#define IVX_TO_SI(x) _mm256_castps_si256(x)
+#define IVX_TO_PS(x) _mm256_castsi256_ps(x)
+FOPT_INLINE FOPT_TPL_TARGET __m256i IV(iota)(void) { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
 FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m256i x)
 {
     /* keep the low 16 bits (truncation, as vpmovdw does), so the unsigned saturation of the pack
@@ -64,17 +69,6 @@ FOPT_INLINE FOPT_TPL_TARGET void IV(st16)(uint16_t *p, __m256i x)
     __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(x, x), 0xd8);
     _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
 }
-FOPT_INLINE FOPT_TPL_TARGET void IV(stf)(float *p, __m256i x) { _mm256_storeu_ps(p, _mm256_castsi256_ps(x)); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(set1)(uint32_t v) { return _mm256_set1_epi32((int)v); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(iota)(void) { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(add)(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sub)(__m256i a, __m256i b) { return _mm256_sub_epi32(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(and)(__m256i a, __m256i b) { return _mm256_and_si256(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(or)(__m256i a, __m256i b) { return _mm256_or_si256(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(xor)(__m256i a, __m256i b) { return _mm256_xor_si256(a, b); }
-FOPT_INLINE FOPT_TPL_TARGET __m256i IV(mul)(__m256i a, __m256i b) { return _mm256_mullo_epi32(a, b); }
-#define FOPT_IV_SRLI(x, k) _mm256_srli_epi32(x, k)
-#define FOPT_IV_SLLI(x, k) _mm256_slli_epi32(x, k)
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(gt)(__m256i a, __m256i b) { return _mm256_cmpgt_epi32(a, b); }
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(eq)(__m256i a, __m256i b) { return _mm256_cmpeq_epi32(a, b); }
 FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sel)(__m256i m, __m256i x, __m256i y) { return _mm256_blendv_epi8(y, x, m); }
@@ -85,6 +79,26 @@ FOPT_INLINE FOPT_TPL_TARGET __m256i IV(sel)(__m256i m, __m256i x, __m256i y) { r
 #if FOPT_IV
 #define I FOPT_TPL_NAME(iv)
 #define M FOPT_TPL_NAME(ivm)
+/* The ops written the same way at both widths. */
+FOPT_INLINE FOPT_TPL_TARGET I IV(ld16)(const uint16_t *p) { return IVX_CVT(epu16_epi32)(IVX_HALF_LD(p)); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(ld16s)(const uint16_t *p) { return IVX_CVT(epi16_epi32)(IVX_HALF_LD(p)); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(ldf)(const float *p) { return IVX_TO_SI(IVX_PS(loadu)(p)); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(stf)(float *p, I x) { IVX_PS(storeu)(p, IVX_TO_PS(x)); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(set1)(uint32_t v) { return IVX_EPI(set1)((int)v); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(add)(I a, I b) { return IVX_EPI(add)(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(sub)(I a, I b) { return IVX_EPI(sub)(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(and)(I a, I b) { return IVX_SI(and)(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(or)(I a, I b) { return IVX_SI(or)(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(xor)(I a, I b) { return IVX_SI(xor)(a, b); }
+FOPT_INLINE FOPT_TPL_TARGET I IV(mul)(I a, I b) { return IVX_EPI(mullo)(a, b); }
+#define FOPT_IV_SRLI(x, k) IVX_EPI(srli)(x, k)
+#define FOPT_IV_SLLI(x, k) IVX_EPI(slli)(x, k)
+/* fp16 to and from floats (F16C / AVX-512F), round to nearest even */
+FOPT_INLINE FOPT_TPL_TARGET void IV(up_f16)(const uint16_t *s, float *d) { IVX_PS(storeu)(d, IVX_CVT(ph_ps)(IVX_HALF_LD(s))); }
+FOPT_INLINE FOPT_TPL_TARGET void IV(down_f16)(const float *s, uint16_t *d)
+{
+    IVX_HALF_ST(d, IVX_CVT(ps_ph)(IVX_PS(loadu)(s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 /* Lanes of the bits of a float that is NaN: |bits| > inf's. */
 FOPT_INLINE FOPT_TPL_TARGET M IV(isnan)(I u) { return IV(gt)(IV(and)(u, IV(set1)(0x7fffffffu)), IV(set1)(0x7f800000u)); }
 /* The quiet NaN of fopt_f32_to_bf16: the sign and 0x7fc0. */
@@ -106,27 +120,30 @@ FOPT_INLINE FOPT_TPL_TARGET I IV(hash)(I x)
 }
 #endif
 
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_bf16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
+/* The vector part of a conversion loop over i (nothing in the scalar instantiation), then its
+ * scalar tail. */
 #if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(stf)(d + i, FOPT_IV_SLLI(IV(ld16)(s + i), 16));
+#define IV_LOOP(stmt)                                                                              \
+    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)                                                   \
+        stmt;
+#else
+#define IV_LOOP(stmt)
 #endif
-    for (; i < n; i++)
-        d[i] = fopt_bf16_to_f32(s[i]);
-}
+/* An array conversion of one input s (type S) to one output d (type D): `vec` on FOPT_TPL_W
+ * elements at i, `elem` (kernels/dtype.h) on each of the rest. */
+#define CONVERT_1TO1(name, S, D, vec, elem)                                                        \
+    static FOPT_TPL_TARGET void FOPT_TPL_NAME(name)(const S *restrict s, D *restrict d, size_t n)  \
+    {                                                                                              \
+        size_t i = 0;                                                                              \
+        IV_LOOP(vec)                                                                               \
+        for (; i < n; i++)                                                                         \
+            d[i] = elem(s[i]);                                                                     \
+    }
 
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(st16)(d + i, IV(rne)(IV(ldf)(s + i)));
-#endif
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_bf16(s[i]);
-}
+CONVERT_1TO1(up_bf16, uint16_t, float, IV(stf)(d + i, FOPT_IV_SLLI(IV(ld16)(s + i), 16)), fopt_bf16_to_f32)
+CONVERT_1TO1(down_bf16, float, uint16_t, IV(st16)(d + i, IV(rne)(IV(ldf)(s + i))), fopt_f32_to_bf16)
+CONVERT_1TO1(up_f16, uint16_t, float, IV(up_f16)(s + i, d + i), fopt_f16_to_f32)
+CONVERT_1TO1(down_f16, float, uint16_t, IV(down_f16)(s + i, d + i), fopt_f32_to_f16)
 
 static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_bf16_sr)(const float *restrict s, uint16_t *restrict d,
                                                         size_t n, uint64_t key, uint64_t first)
@@ -157,10 +174,7 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_decode)(const uint16_t *restrict p
                                                       float *restrict d, size_t n)
 {
     size_t i = 0;
-#if FOPT_IV
-    for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W)
-        IV(stf)(d + i, IV(add)(FOPT_IV_SLLI(IV(ld16)(p + i), 16), IV(ld16s)(r + i)));
-#endif
+    IV_LOOP(IV(stf)(d + i, IV(add)(FOPT_IV_SLLI(IV(ld16)(p + i), 16), IV(ld16s)(r + i))))
     for (; i < n; i++)
         d[i] = fopt_remainder_decode(p[i], r[i]);
 }
@@ -182,63 +196,22 @@ static FOPT_TPL_TARGET void FOPT_TPL_NAME(rem_encode)(const float *restrict s, u
         fopt_remainder_encode(s[i], &p[i], &r[i]);
 }
 
-#if FOPT_TPL_W == 8
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-    for (; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(d + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
-#elif FOPT_TPL_W == 16
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
-    for (; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(d + i),
-                            _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    for (; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
-#else
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(up_f16)(const uint16_t *restrict s, float *restrict d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f16_to_f32(s[i]);
-}
-
-static FOPT_TPL_TARGET void FOPT_TPL_NAME(down_f16)(const float *restrict s, uint16_t *restrict d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        d[i] = fopt_f32_to_f16(s[i]);
-}
-#endif
 #undef IV
+#undef IV_LOOP
+#undef CONVERT_1TO1
 #undef I
 #undef M
 #undef FOPT_IV
 #undef FOPT_IV_SRLI
 #undef FOPT_IV_SLLI
+#undef IVX_EPI
+#undef IVX_SI
+#undef IVX_PS
+#undef IVX_CVT
+#undef IVX_HALF_LD
+#undef IVX_HALF_ST
+#undef IVX_TO_SI
+#undef IVX_TO_PS
 
 /* one element, so that the name is a pointer like the element loops' tables */
 static const fopt_cpu_convert FOPT_TPL_NAME(fopt_cpu_convert)[1] = {{

@@ -1,6 +1,6 @@
-/* Fast CPU path: run-time instruction-set choice, thread count, the per-thread partition and the
- * same-traffic roofline loop used by the benchmark. The optimizer kernels live in adam_cpu.c and
- * rmsprop_cpu.c. */
+/* Fast CPU path: run-time instruction-set choice, thread count and the per-thread partition. The
+ * optimizer kernels live in adam_cpu.c and rmsprop_cpu.c, the benchmarks' roofline loop in
+ * roofline_cpu.c. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -211,100 +211,4 @@ void fopt_cpu_parallel_grain(size_t n, size_t grain, const void *align_ref, fopt
     (void)align_ref;
     fn(ctx, 0, n);
 #endif
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Same-traffic roofline: rw[k][i] += ro[i] for every k, one pass, with the kernels' vector width,
- * threads and partition. The number of streams is a compile-time constant in each instantiation
- * so that the loop is as tight as the optimizer kernels'.
- * ------------------------------------------------------------------------------------------- */
-#define FOPT_ROOF_MAX 8
-
-typedef struct roof_ctx {
-    const float *ro;
-    float *rw[FOPT_ROOF_MAX];
-    int nrw;
-    int isa;
-} roof_ctx;
-
-FOPT_INLINE void roof_scalar_body(size_t b, size_t e, const float *ro, float *const *rw, const int nrw)
-{
-    for (size_t i = b; i < e; i++) {
-        float g = ro[i];
-        for (int k = 0; k < nrw; k++)
-            rw[k][i] = rw[k][i] + g;
-    }
-}
-
-static void roof_scalar(size_t b, size_t e, const float *ro, float *const *rw, int nrw)
-{
-    roof_scalar_body(b, e, ro, rw, nrw);
-}
-
-#ifdef FOPT_CPU_X86
-FOPT_INLINE FOPT_TARGET_AVX2 void roof_avx2_body(size_t b, size_t e, const float *ro,
-                                                 float *const *rw, const int nrw)
-{
-    size_t i = b;
-    for (; i + 8 <= e; i += 8) {
-        fopt_v8 g = fopt_v8_ld(ro + i);
-        for (int k = 0; k < nrw; k++)
-            fopt_v8_st(rw[k] + i, fopt_v8_add(fopt_v8_ld(rw[k] + i), g));
-    }
-    roof_scalar_body(i, e, ro, rw, nrw);
-}
-
-FOPT_INLINE FOPT_TARGET_AVX512 void roof_avx512_body(size_t b, size_t e, const float *ro,
-                                                     float *const *rw, const int nrw)
-{
-    size_t i = b;
-    for (; i + 16 <= e; i += 16) {
-        fopt_v16 g = fopt_v16_ld(ro + i);
-        for (int k = 0; k < nrw; k++)
-            fopt_v16_st(rw[k] + i, fopt_v16_add(fopt_v16_ld(rw[k] + i), g));
-    }
-    roof_scalar_body(i, e, ro, rw, nrw);
-}
-
-#define FOPT_ROOF_SWITCH(body)                                                                     \
-    switch (nrw) {                                                                                 \
-    case 1: body(b, e, ro, rw, 1); break;                                                          \
-    case 2: body(b, e, ro, rw, 2); break;                                                          \
-    case 3: body(b, e, ro, rw, 3); break;                                                          \
-    case 4: body(b, e, ro, rw, 4); break;                                                          \
-    default: body(b, e, ro, rw, nrw); break;                                                       \
-    }
-
-static FOPT_TARGET_AVX2 void roof_avx2(size_t b, size_t e, const float *ro, float *const *rw, int nrw)
-{
-    FOPT_ROOF_SWITCH(roof_avx2_body)
-}
-
-static FOPT_TARGET_AVX512 void roof_avx512(size_t b, size_t e, const float *ro, float *const *rw,
-                                           int nrw)
-{
-    FOPT_ROOF_SWITCH(roof_avx512_body)
-}
-#endif
-
-static void roof_range(void *vctx, size_t b, size_t e)
-{
-    const roof_ctx *c = vctx;
-    switch (c->isa) {
-#ifdef FOPT_CPU_X86
-    case FOPT_CPU_ISA_AVX512: roof_avx512(b, e, c->ro, c->rw, c->nrw); break;
-    case FOPT_CPU_ISA_AVX2: roof_avx2(b, e, c->ro, c->rw, c->nrw); break;
-#endif
-    default: roof_scalar(b, e, c->ro, c->rw, c->nrw); break;
-    }
-}
-
-void fopt_cpu_roofline(size_t n, const float *ro, float *const *rw, int nrw)
-{
-    if (!ro || !rw || nrw < 1 || nrw > FOPT_ROOF_MAX || n == 0)
-        return;
-    roof_ctx c = {.ro = ro, .nrw = nrw, .isa = (int)fopt_cpu_isa_current()};
-    for (int k = 0; k < nrw; k++)
-        c.rw[k] = rw[k];
-    fopt_cpu_parallel(n, rw[0], roof_range, &c);
 }

@@ -133,17 +133,22 @@ FOPT_INLINE fopt_v1 fopt_v1_maxnan(fopt_v1 a, fopt_v1 b) { return (a != a || a >
 FOPT_INLINE fopt_v1 fopt_v1_clamp0(fopt_v1 a) { return a < 0.0f ? 0.0f : a; }
 
 #ifdef FOPT_CPU_X86
+/* The ops of a vector type that are one intrinsic of the same name at each width: fopt_v##w##_op
+ * over vector type `vt`, intrinsics prefix##op##_ps, functions declared `fn`. */
+#define FOPT_VEC_SIMPLE_OPS(w, vt, prefix, fn)                                                     \
+    typedef vt fopt_v##w;                                                                          \
+    fn fopt_v##w fopt_v##w##_ld(const float *p) { return prefix##loadu_ps(p); }                    \
+    fn void fopt_v##w##_st(float *p, fopt_v##w x) { prefix##storeu_ps(p, x); }                     \
+    fn fopt_v##w fopt_v##w##_set1(float x) { return prefix##set1_ps(x); }                          \
+    fn fopt_v##w fopt_v##w##_add(fopt_v##w a, fopt_v##w b) { return prefix##add_ps(a, b); }        \
+    fn fopt_v##w fopt_v##w##_sub(fopt_v##w a, fopt_v##w b) { return prefix##sub_ps(a, b); }        \
+    fn fopt_v##w fopt_v##w##_mul(fopt_v##w a, fopt_v##w b) { return prefix##mul_ps(a, b); }        \
+    fn fopt_v##w fopt_v##w##_div(fopt_v##w a, fopt_v##w b) { return prefix##div_ps(a, b); }        \
+    fn fopt_v##w fopt_v##w##_sqrt(fopt_v##w a) { return prefix##sqrt_ps(a); }
+
 /* AVX2: 8 floats. */
-typedef __m256 fopt_v8;
 #define FOPT_V8_FN FOPT_INLINE FOPT_TARGET_AVX2
-FOPT_V8_FN fopt_v8 fopt_v8_ld(const float *p) { return _mm256_loadu_ps(p); }
-FOPT_V8_FN void fopt_v8_st(float *p, fopt_v8 x) { _mm256_storeu_ps(p, x); }
-FOPT_V8_FN fopt_v8 fopt_v8_set1(float x) { return _mm256_set1_ps(x); }
-FOPT_V8_FN fopt_v8 fopt_v8_add(fopt_v8 a, fopt_v8 b) { return _mm256_add_ps(a, b); }
-FOPT_V8_FN fopt_v8 fopt_v8_sub(fopt_v8 a, fopt_v8 b) { return _mm256_sub_ps(a, b); }
-FOPT_V8_FN fopt_v8 fopt_v8_mul(fopt_v8 a, fopt_v8 b) { return _mm256_mul_ps(a, b); }
-FOPT_V8_FN fopt_v8 fopt_v8_div(fopt_v8 a, fopt_v8 b) { return _mm256_div_ps(a, b); }
-FOPT_V8_FN fopt_v8 fopt_v8_sqrt(fopt_v8 a) { return _mm256_sqrt_ps(a); }
+FOPT_VEC_SIMPLE_OPS(8, __m256, _mm256_, FOPT_V8_FN)
 FOPT_V8_FN fopt_v8 fopt_v8_neg(fopt_v8 a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
 FOPT_V8_FN fopt_v8 fopt_v8_maxnan(fopt_v8 a, fopt_v8 b)
 {
@@ -157,16 +162,8 @@ FOPT_V8_FN fopt_v8 fopt_v8_clamp0(fopt_v8 a)
 }
 
 /* AVX-512F: 16 floats. Only AVX512F instructions (no DQ: the sign flip goes through integers). */
-typedef __m512 fopt_v16;
 #define FOPT_V16_FN FOPT_INLINE FOPT_TARGET_AVX512
-FOPT_V16_FN fopt_v16 fopt_v16_ld(const float *p) { return _mm512_loadu_ps(p); }
-FOPT_V16_FN void fopt_v16_st(float *p, fopt_v16 x) { _mm512_storeu_ps(p, x); }
-FOPT_V16_FN fopt_v16 fopt_v16_set1(float x) { return _mm512_set1_ps(x); }
-FOPT_V16_FN fopt_v16 fopt_v16_add(fopt_v16 a, fopt_v16 b) { return _mm512_add_ps(a, b); }
-FOPT_V16_FN fopt_v16 fopt_v16_sub(fopt_v16 a, fopt_v16 b) { return _mm512_sub_ps(a, b); }
-FOPT_V16_FN fopt_v16 fopt_v16_mul(fopt_v16 a, fopt_v16 b) { return _mm512_mul_ps(a, b); }
-FOPT_V16_FN fopt_v16 fopt_v16_div(fopt_v16 a, fopt_v16 b) { return _mm512_div_ps(a, b); }
-FOPT_V16_FN fopt_v16 fopt_v16_sqrt(fopt_v16 a) { return _mm512_sqrt_ps(a); }
+FOPT_VEC_SIMPLE_OPS(16, __m512, _mm512_, FOPT_V16_FN)
 FOPT_V16_FN fopt_v16 fopt_v16_neg(fopt_v16 a)
 {
     return _mm512_castsi512_ps(

@@ -268,9 +268,6 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
                            const fopt_host_tensor *tensors, size_t count,
                            const fopt_step_options *opts)
 {
-    fopt_status st = fopt_multi_check(d, cfg, step, tensors, count, opts);
-    if (st != FOPT_SUCCESS)
-        return st;
     multi_ctx c;
     memset(&c, 0, sizeof c);
     c.scale = opts ? opts->grad_scale : NULL;
@@ -278,6 +275,7 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
     c.coef = 1.0f;
     if (fopt_options_need_stats(opts)) {
         double total;
+        fopt_status st;
         if (opts->grad_sq_sum)
             total = *opts->grad_sq_sum;
         else if ((st = cpu_sq_sum(tensors, count, c.scale, &total)) != FOPT_SUCCESS)

@@ -50,10 +50,7 @@ fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *gs)
     return FOPT_CPU_PICK(isa, rms_kernels)[rms_variant(&gs->rmsprop)];
 }
 
-#else /* ======================== template: one instruction set ======================== */
-
-#define T FOPT_TPL_T
-#define V(op) FOPT_TPL_V(op)
+#else /* ======================== template: one instruction set (T, V: cpu_instantiate.h) ===== */
 
 /* One thread's range, one variant (the int flags are constants at every call site). */
 FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int maximize,
@@ -69,11 +66,7 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
     size_t i = 0;
     for (; i + FOPT_TPL_W <= n; i += FOPT_TPL_W) {
         T p = V(ld)(param + i);
-        T g = V(ld)(grad + i);
-        if (maximize)
-            g = V(neg)(g);
-        if (l2)
-            g = V(add)(g, V(mul)(weight_decay, p));
+        T g = FOPT_TPL_NAME(grad_in)(grad + i, p, maximize, l2, weight_decay);
 
         T v = V(add)(V(mul)(V(ld)(square_avg + i), alpha), V(mul)(V(mul)(one_minus_alpha, g), g));
         T avg;
@@ -111,7 +104,4 @@ FOPT_INLINE FOPT_TPL_TARGET void FOPT_TPL_NAME(rms_body)(RMS_PARAMS, const int m
 RMS_VARIANTS(RMS_DEFINE)
 
 static const fopt_cpu_kernel FOPT_TPL_NAME(rms_kernels)[RMS_NVARIANTS] = {RMS_VARIANTS(RMS_ENTRY)};
-
-#undef T
-#undef V
 #endif

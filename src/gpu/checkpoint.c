@@ -11,33 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "optimizer.h"
-
-typedef struct state_header {
-    char magic[8];         /* "FOPTSTAT" */
-    uint32_t version;      /* FOPT_VERSION_NUMBER of the writer */
-    uint32_t header_bytes; /* sizeof(state_header) */
-    uint32_t kind;         /* fopt_kind */
-    uint32_t states;       /* state slot bits */
-    uint32_t state_dtype;  /* precision.state_dtype */
-    uint32_t precision;    /* bit 0 master_weights, 1 master_remainder, 2 stochastic_rounding */
-    uint64_t seed;
-    uint64_t tensor_count;
-    uint64_t list_hash;
-    uint64_t shard_begin;  /* the elements [shard_begin, shard_end) of the list's concatenation */
-    uint64_t shard_end;
-    uint64_t state_bytes;
-    int64_t step;
-    uint32_t group_count;
-    uint32_t pad_;
-    double lr[FOPT_MAX_GROUPS];
-    double wd[FOPT_MAX_GROUPS];
-    uint64_t checksum;     /* of this header (with checksum 0) and the payload */
-} state_header;
 
 static const char state_magic[8] = {'F', 'O', 'P', 'T', 'S', 'T', 'A', 'T'};
 
-static uint64_t checksum(const state_header *h, const void *payload, size_t n)
+uint64_t fopt_state_checksum(const state_header *h, const void *payload, size_t n)
 {
     state_header copy = *h;
     copy.checksum = 0;
@@ -113,7 +92,7 @@ fopt_status fopt_state_save(const fopt_optimizer *copt, void *host_buf, size_t s
     h.group_count = opt->group_count;
     memcpy(h.lr, lr, sizeof lr);
     memcpy(h.wd, wd, sizeof wd);
-    h.checksum = checksum(&h, payload, opt->plan.state_bytes);
+    h.checksum = fopt_state_checksum(&h, payload, opt->plan.state_bytes);
     memcpy(host_buf, &h, sizeof h);
     return FOPT_SUCCESS;
 fail:
@@ -155,7 +134,7 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
     if (size - sizeof h < h.state_bytes)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint is truncated");
     const unsigned char *payload = (const unsigned char *)host_buf + sizeof h;
-    if (checksum(&h, payload, h.state_bytes) != h.checksum)
+    if (fopt_state_checksum(&h, payload, h.state_bytes) != h.checksum)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint is corrupted (checksum mismatch)");
     if (h.step < 0)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint has an invalid step count");
@@ -212,16 +191,5 @@ fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, 
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no state in slot %d",
                          tensor, (int)slot);
     size_t bytes = (size_t)e->numel * fopt_storage_bytes((fopt_storage)e->storage[slot]);
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
-    if (status != FOPT_SUCCESS)
-        return status;
-    FOPT_CUDA_TRY(fopt_dev_synchronize());
-    if (bytes > 0)
-        FOPT_CUDA_TRY(into_optimizer ? fopt_dev_memcpy(dev, buf, bytes) : fopt_dev_memcpy(buf, dev, bytes));
-    fopt_device_leave(&scope);
-    return FOPT_SUCCESS;
-fail:
-    fopt_device_leave(&scope);
-    return status;
+    return into_optimizer ? fopt_sync_copy(opt, dev, buf, bytes) : fopt_sync_copy(opt, buf, dev, bytes);
 }

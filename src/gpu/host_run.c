@@ -16,9 +16,7 @@ void fopt_host_run_set_mode(fopt_host_run_mode mode) { g_mode = mode; }
 static fopt_status host_run(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
                             const fopt_host_tensor *tensors, size_t count, const fopt_step_options *opts)
 {
-    fopt_status st = fopt_multi_check(d, cfg, step, tensors, count, opts);
-    if (st != FOPT_SUCCESS)
-        return st;
+    fopt_status st;
     const fopt_precision *pr = fopt_cfg_precision(d, cfg);
     const unsigned states = d->states(cfg);
     const fopt_storage sst = pr->state_dtype == FOPT_BFLOAT16 ? FOPT_ST_BF16 : FOPT_ST_F32;

@@ -67,6 +67,22 @@ void fopt_device_leave(const fopt_device_scope *scope)
         (void)fopt_dev_set(scope->previous);
 }
 
+fopt_status fopt_sync_copy(const fopt_optimizer *opt, void *dst, const void *src, size_t bytes)
+{
+    fopt_device_scope scope;
+    fopt_status status = fopt_device_enter(opt, &scope);
+    if (status != FOPT_SUCCESS)
+        return status;
+    FOPT_CUDA_TRY(fopt_dev_synchronize());
+    if (bytes > 0)
+        FOPT_CUDA_TRY(fopt_dev_memcpy(dst, src, bytes));
+    fopt_device_leave(&scope);
+    return FOPT_SUCCESS;
+fail:
+    fopt_device_leave(&scope);
+    return status;
+}
+
 /* ---- creation ------------------------------------------------------------------------------- */
 
 uint64_t fopt_hash_bytes(uint64_t h, const void *data, size_t n)
@@ -517,17 +533,7 @@ static fopt_status push_hparams(fopt_optimizer *opt, double *dev, const double *
 {
     if (!opt->capturable)
         return FOPT_SUCCESS;
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
-    if (status != FOPT_SUCCESS)
-        return status;
-    FOPT_CUDA_TRY(fopt_dev_synchronize());
-    FOPT_CUDA_TRY(fopt_dev_memcpy(dev + first, host + first, (last - first) * sizeof *host));
-    fopt_device_leave(&scope);
-    return FOPT_SUCCESS;
-fail:
-    fopt_device_leave(&scope);
-    return status;
+    return fopt_sync_copy(opt, dev + first, host + first, (last - first) * sizeof *host);
 }
 
 /* Sets groups [first, last) to lr or to wd (one of them), keeping the old values when the push
@@ -598,21 +604,14 @@ fopt_status fopt_sync_step(fopt_optimizer *opt)
 {
     if (!opt->step_on_device)
         return FOPT_SUCCESS;
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
+    int64_t step;
+    fopt_status status = fopt_sync_copy(opt, &step, &fopt_work_hparams(opt)->step, sizeof step);
     if (status != FOPT_SUCCESS)
         return status;
-    int64_t step;
-    FOPT_CUDA_TRY(fopt_dev_synchronize());
-    FOPT_CUDA_TRY(fopt_dev_memcpy(&step, &fopt_work_hparams(opt)->step, sizeof step));
-    fopt_device_leave(&scope);
     opt->step = step;
     if (!opt->capturable) /* the host knows the count again */
         opt->step_on_device = 0;
     return FOPT_SUCCESS;
-fail:
-    fopt_device_leave(&scope);
-    return status;
 }
 
 int64_t fopt_step_count(const fopt_optimizer *opt)
@@ -630,19 +629,12 @@ fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer is NULL");
     if (step < 0)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "step count must be >= 0, got %lld", (long long)step);
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
+    fopt_status status = fopt_sync_copy(opt, &fopt_work_hparams(opt)->step, &step, sizeof step);
     if (status != FOPT_SUCCESS)
         return status;
-    FOPT_CUDA_TRY(fopt_dev_synchronize());
-    FOPT_CUDA_TRY(fopt_dev_memcpy(&fopt_work_hparams(opt)->step, &step, sizeof step));
-    fopt_device_leave(&scope);
     opt->step = step;
     opt->step_on_device = opt->capturable;
     return FOPT_SUCCESS;
-fail:
-    fopt_device_leave(&scope);
-    return status;
 }
 
 /* ---- rebinding ------------------------------------------------------------------------------ */

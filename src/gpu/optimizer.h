@@ -55,6 +55,9 @@ typedef struct fopt_device_scope {
 } fopt_device_scope;
 fopt_status fopt_device_enter(const fopt_optimizer *opt, fopt_device_scope *scope);
 void fopt_device_leave(const fopt_device_scope *scope);
+/* On the optimizer's device: waits for it, then copies `bytes` (nothing when 0) from src to dst,
+ * host to device or device to host. */
+fopt_status fopt_sync_copy(const fopt_optimizer *opt, void *dst, const void *src, size_t bytes);
 
 /* Reads the step count back from the device when it lives there (synchronising). */
 fopt_status fopt_sync_step(fopt_optimizer *opt);

@@ -5,26 +5,18 @@
 #include <math.h>
 
 #include "internal.h"
-
-/* PyTorch's lerp for a scalar weight: self + w*(end - self) when w < 0.5, else
- * end - (end - self)*(1 - w). */
-static float lerp_ref(float self, float end, float w, float one_minus_w, int from_end)
-{
-    return from_end ? end - (end - self) * one_minus_w : self + w * (end - self);
-}
+#include "ref_element.h"
 
 void fopt_adam_ref_element(const fopt_group_scalars *gs, float *param, float grad,
                            float st[FOPT_MAX_STATES])
 {
     const fopt_adam_scalars *s = &gs->adam;
     float p = *param;
-    float g = s->maximize ? -grad : grad;
+    float g = fopt_ref_grad(grad, p, s->maximize, s->l2 && !s->decoupled, s->weight_decay);
     if (s->decoupled)
         p = p * s->decay;
-    else if (s->l2)
-        g = g + s->weight_decay * p;
 
-    float m = lerp_ref(st[FOPT_SLOT_EXP_AVG], g, s->lerp_w, s->lerp_1mw, s->lerp_from_end);
+    float m = fopt_ref_lerp(st[FOPT_SLOT_EXP_AVG], g, s->lerp_w, s->lerp_1mw, s->lerp_from_end);
     float v = st[FOPT_SLOT_EXP_AVG_SQ] * s->beta2 + s->one_minus_beta2 * g * g;
     float vv = v;
     if (s->amsgrad) {

@@ -69,9 +69,6 @@ fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
                            const fopt_host_tensor *tensors, size_t count,
                            const fopt_step_options *opts)
 {
-    fopt_status st = fopt_multi_check(d, cfg, step, tensors, count, opts);
-    if (st != FOPT_SUCCESS)
-        return st;
     const float *scale = opts ? opts->grad_scale : NULL;
     const bool clip = opts && opts->max_grad_norm > 0.0;
     float coef = 1.0f;

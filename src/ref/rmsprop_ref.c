@@ -6,21 +6,20 @@
 #include <math.h>
 
 #include "internal.h"
+#include "ref_element.h"
 
 void fopt_rmsprop_ref_element(const fopt_group_scalars *gs, float *param, float grad,
                               float st[FOPT_MAX_STATES])
 {
     const fopt_rmsprop_scalars *s = &gs->rmsprop;
     float p = *param;
-    float g = s->maximize ? -grad : grad;
-    if (s->l2)
-        g = g + s->weight_decay * p;
+    float g = fopt_ref_grad(grad, p, s->maximize, s->l2, s->weight_decay);
 
     float v = st[FOPT_SLOT_SQUARE_AVG] * s->alpha + s->one_minus_alpha * g * g;
     float avg;
     if (s->centered) {
         float ga = st[FOPT_SLOT_GRAD_AVG];
-        ga = s->lerp_from_end ? g - (g - ga) * s->lerp_1mw : ga + s->one_minus_alpha * (g - ga);
+        ga = fopt_ref_lerp(ga, g, s->one_minus_alpha, s->lerp_1mw, s->lerp_from_end);
         float var = v - ga * ga;
         avg = sqrtf(var < 0.0f ? 0.0f : var);
         st[FOPT_SLOT_GRAD_AVG] = ga;

@@ -433,7 +433,12 @@ class FusedOptimizer(Optimizer):
     _decoupled = False
     _sparse_msg = None
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, **fopt_options):
+        """defaults: the torch optimizer's; fopt_options: the fusedopt options of _PRECISION_DOC.
+        Both are checked (the same checks and texts as torch's, then fusedopt's)."""
+        defaults.update(fopt_options)
+        self._validate(defaults)
+        self._check_precision(defaults)
         self._init_runtime()
         super().__init__(params, defaults)
 
@@ -667,21 +672,44 @@ class FusedOptimizer(Optimizer):
         return grad_scale, found_inf
 
     # -- per-optimizer pieces (subclasses) --
+    _slot_names = ()  # the state keys of the library's state slots 0, 1, 2 (fopt_slot)
+
     def _validate(self, d):
         raise NotImplementedError
 
-    def _state_slots(self, group):
+    def _slot_used(self, group, slot):
         raise NotImplementedError
+
+    def _fill_config(self, cfg, group):
+        """The hyper-parameters of this optimizer only (see _config)."""
+        raise NotImplementedError
+
+    def _own_key(self, group):
+        """The hyper-parameters of this optimizer only that the library keeps per optimizer object
+        (see _config_key)."""
+        raise NotImplementedError
+
+    def _state_slots(self, group):
+        return [(key, i) for i, key in enumerate(self._slot_names) if self._slot_used(group, i)]
 
     @classmethod
     def _state_slots_all(cls):
-        raise NotImplementedError
+        return [(key, i) for i, key in enumerate(cls._slot_names)]
 
     def _config(self, lib, group, capturable=False):
-        raise NotImplementedError
+        cfg = getattr(lib, self._kind + "_config")()
+        cfg.lr = float(group["lr"])
+        cfg.eps = float(group["eps"])
+        cfg.weight_decay = float(group["weight_decay"])
+        cfg.maximize = bool(group["maximize"])
+        self._fill_config(cfg, group)
+        self._precision(cfg, group)
+        cfg.capturable = capturable
+        return cfg
 
     def _config_key(self, group):
-        raise NotImplementedError
+        return self._own_key(group) + (bool(group["maximize"]), bool(group.get("capturable", False)),
+                                       self._precision_key(group))
 
     def _precision(self, cfg, group):
         pr = cfg.precision
@@ -924,6 +952,7 @@ class FusedOptimizer(Optimizer):
 
 class _AdamBase(FusedOptimizer):
     _kind = "adam"
+    _slot_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(self, params, lr, betas, eps, weight_decay, amsgrad, foreach, maximize,
                  capturable, differentiable, fused, master_weights, master_remainder,
@@ -933,12 +962,9 @@ class _AdamBase(FusedOptimizer):
                         differentiable=differentiable, fused=fused)
         if decoupled is not None:   # torch 2.x's Adam(decoupled_weight_decay=...)
             defaults["decoupled_weight_decay"] = decoupled
-        defaults.update(master_weights=master_weights, master_remainder=master_remainder,
-                        stochastic_rounding=stochastic_rounding, state_dtype=state_dtype,
-                        rounding_seed=rounding_seed)
-        self._validate(defaults)
-        self._check_precision(defaults)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, master_weights=master_weights,
+                         master_remainder=master_remainder, stochastic_rounding=stochastic_rounding,
+                         state_dtype=state_dtype, rounding_seed=rounding_seed)
 
     def _validate(self, d):
         lr, eps, betas, wd = d["lr"], d["eps"], d["betas"], d["weight_decay"]
@@ -953,40 +979,23 @@ class _AdamBase(FusedOptimizer):
         if not 0.0 <= wd:
             raise ValueError("Invalid weight_decay value: {}".format(wd))
 
-    def _state_slots(self, group):
-        s = [("exp_avg", L.SLOT_EXP_AVG), ("exp_avg_sq", L.SLOT_EXP_AVG_SQ)]
-        if group["amsgrad"]:
-            s.append(("max_exp_avg_sq", L.SLOT_MAX_EXP_AVG_SQ))
-        return s
+    def _slot_used(self, group, slot):
+        return (True, True, bool(group["amsgrad"]))[slot]
 
-    @classmethod
-    def _state_slots_all(cls):
-        return [("exp_avg", 0), ("exp_avg_sq", 1), ("max_exp_avg_sq", 2)]
-
-    def _config(self, lib, group, capturable=False):
-        cfg = lib.adam_config()
-        cfg.lr = float(group["lr"])
+    def _fill_config(self, cfg, group):
         b1, b2 = group["betas"]
         cfg.beta1, cfg.beta2 = float(b1), float(b2)
-        cfg.eps = float(group["eps"])
-        cfg.weight_decay = float(group["weight_decay"])
         cfg.decoupled_weight_decay = self._is_decoupled(group)
         cfg.amsgrad = bool(group["amsgrad"])
-        cfg.maximize = bool(group["maximize"])
-        self._precision(cfg, group)
-        cfg.capturable = capturable
-        return cfg
 
     def _is_decoupled(self, group):
         # AdamW always; Adam when the group says so (torch 2.x: decoupled_weight_decay=True)
         return self._decoupled or bool(group.get("decoupled_weight_decay", False))
 
-    def _config_key(self, group):
+    def _own_key(self, group):
         b1, b2 = group["betas"]
         return (float(b1), float(b2), float(group["eps"]), bool(group["amsgrad"]),
-                self._is_decoupled(group),
-                bool(group["maximize"]), bool(group.get("capturable", False)),
-                self._precision_key(group))
+                self._is_decoupled(group))
 
 
 _PRECISION_DOC = """
@@ -1058,6 +1067,7 @@ class RMSprop(FusedOptimizer):
     rounding leaves slightly negative at 0 where torch produces NaN (docs/SEMANTICS.md).
     """ + _PRECISION_DOC
     _kind = "rmsprop"
+    _slot_names = ("square_avg", "momentum_buffer", "grad_avg")
     _sparse_msg = "RMSprop does not support sparse gradients"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
@@ -1066,13 +1076,10 @@ class RMSprop(FusedOptimizer):
                  stochastic_rounding=False, state_dtype=torch.float32, rounding_seed=0):
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, foreach=foreach, maximize=maximize,
-                        differentiable=differentiable, capturable=capturable,
-                        master_weights=master_weights, master_remainder=master_remainder,
-                        stochastic_rounding=stochastic_rounding, state_dtype=state_dtype,
-                        rounding_seed=rounding_seed)
-        self._validate(defaults)
-        self._check_precision(defaults)
-        super().__init__(params, defaults)
+                        differentiable=differentiable, capturable=capturable)
+        super().__init__(params, defaults, master_weights=master_weights,
+                         master_remainder=master_remainder, stochastic_rounding=stochastic_rounding,
+                         state_dtype=state_dtype, rounding_seed=rounding_seed)
 
     def _validate(self, d):
         lr, eps, mom, wd, alpha = d["lr"], d["eps"], d["momentum"], d["weight_decay"], d["alpha"]
@@ -1089,32 +1096,14 @@ class RMSprop(FusedOptimizer):
         if not alpha <= 1.0:
             raise ValueError("Invalid alpha value: {} (fusedopt needs 0 <= alpha <= 1)".format(alpha))
 
-    def _state_slots(self, group):
-        s = [("square_avg", L.SLOT_SQUARE_AVG)]
-        if group["momentum"] > 0:
-            s.append(("momentum_buffer", L.SLOT_MOMENTUM_BUFFER))
-        if group["centered"]:
-            s.append(("grad_avg", L.SLOT_GRAD_AVG))
-        return s
+    def _slot_used(self, group, slot):
+        return (True, group["momentum"] > 0, bool(group["centered"]))[slot]
 
-    @classmethod
-    def _state_slots_all(cls):
-        return [("square_avg", 0), ("momentum_buffer", 1), ("grad_avg", 2)]
-
-    def _config(self, lib, group, capturable=False):
-        cfg = lib.rmsprop_config()
-        cfg.lr = float(group["lr"])
+    def _fill_config(self, cfg, group):
         cfg.alpha = float(group["alpha"])
-        cfg.eps = float(group["eps"])
-        cfg.weight_decay = float(group["weight_decay"])
         cfg.momentum = float(group["momentum"])
         cfg.centered = bool(group["centered"])
-        cfg.maximize = bool(group["maximize"])
-        self._precision(cfg, group)
-        cfg.capturable = capturable
-        return cfg
 
-    def _config_key(self, group):
+    def _own_key(self, group):
         return (float(group["alpha"]), float(group["eps"]), float(group["momentum"]),
-                bool(group["centered"]), bool(group["maximize"]),
-                bool(group.get("capturable", False)), self._precision_key(group))
+                bool(group["centered"]))
