@@ -163,7 +163,7 @@ for b in $builds; do
     ;;
   emu)
     if configure_build emu build-emu -DCMAKE_BUILD_TYPE=Release -DFOPT_DEVICE_EMULATION=ON \
-         -DFOPT_BUILD_BENCH=OFF -DCMAKE_CUDA_ARCHITECTURES=90; then
+         -DFOPT_BUILD_BENCH=ON -DCMAKE_CUDA_ARCHITECTURES=90; then
       run_suite emu build-emu 1
       echo "== emu: examples on the emulated device =="
       if ./build-emu/examples/cpu_linear_regression | tail -n 1 &&
@@ -174,6 +174,16 @@ for b in $builds; do
         summary+=("emu: examples OK (gpu_training_loop, gpu_amp_training on the emulated device; digits_mlp_gpu says it skips)")
       else
         fail_step "emu: examples"
+      fi
+      # The benchmark's correctness half: every GPU row of every storage mode, step_ex and graph
+      # replay on the emulated device, against the CPU reference (timings flagged EMULATED).
+      echo "== emu: fopt_bench --quick on the emulated device =="
+      if ./build-emu/bench/fopt_bench --quick --no-cpu >build-emu/fopt_bench.txt 2>&1 &&
+         grep -q '^correctness: .*: OK$' build-emu/fopt_bench.txt; then
+        summary+=("emu: fopt_bench $(grep '^correctness: ' build-emu/fopt_bench.txt | sed 's/ against the CPU reference//')")
+      else
+        tail -n 30 build-emu/fopt_bench.txt
+        fail_step "emu: fopt_bench on the emulated device (build-emu/fopt_bench.txt)"
       fi
     fi
     ;;
