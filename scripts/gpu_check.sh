@@ -208,9 +208,13 @@ if [ -f "$build"/libfusedopt.so ]; then
   run_step torch_compare "$bench_txt" env FUSEDOPT_LIB="$root/$build/libfusedopt.so" python3 bench/torch_compare.py \
     "$build"/libfusedopt.so --csv "$torch_csv" --cpu-scale 0.1 --time-budget $((LIMIT > 50 ? LIMIT - 30 : 10))
   # the package's CUDA tests (python/tests/test_cuda.py; the rest runs on the CPU)
-  plan 40 40
-  run_step pytest_cuda "$bench_txt" env FUSEDOPT_LIB="$root/$build/libfusedopt.so" PYTHONPATH="$root/python" \
-    timeout -k 5 "$LIMIT" python3 -m pytest python/tests/test_cuda.py -q -rsx -p no:cacheprovider
+  if python3 -c 'import pytest, torch' >/dev/null 2>&1; then
+    plan 40 40
+    run_step pytest_cuda "$bench_txt" env FUSEDOPT_LIB="$root/$build/libfusedopt.so" PYTHONPATH="$root/python" \
+      timeout -k 5 "$LIMIT" python3 -m pytest python/tests/test_cuda.py -q -rsx -p no:cacheprovider
+  else
+    skip_step pytest_cuda "no pytest or torch for $(command -v python3)"
+  fi
 else
   skip_step torch_compare "libfusedopt.so not built"
   skip_step pytest_cuda "libfusedopt.so not built"
