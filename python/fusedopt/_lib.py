@@ -166,7 +166,7 @@ class Library:
     def fail(self, name, status, context=None):
         detail = self.last_error()
         sname = self.cdll.fopt_status_string(status).decode()
-        msg = "%s failed: %s: %s" % (name, sname, detail)
+        msg = "%s failed: %s" % (name, detail)  # detail starts with the status name
         if context:
             msg = "%s: %s" % (context, msg)
         raise FusedOptError(msg, status=status, status_name=sname, detail=detail, call=name)
