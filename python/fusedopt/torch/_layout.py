@@ -8,7 +8,8 @@ import torch
 
 from .. import _lib as L
 
-__all__ = ["DTYPE_CODE", "state_dtype_of", "is_dense", "real", "alloc", "conform", "step_tensor"]
+__all__ = ["DTYPE_CODE", "state_dtype_of", "is_dense", "real", "alloc", "conform", "is_step_tensor",
+           "step_tensor"]
 
 # parameter dtype -> fopt_dtype
 DTYPE_CODE = {torch.float32: L.FLOAT32, torch.float16: L.FLOAT16, torch.bfloat16: L.BFLOAT16}
