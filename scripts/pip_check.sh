@@ -38,7 +38,7 @@ echo "pip_check: venv from $made ($("$venv/bin/python" --version 2>&1)) in $venv
 
 cfg=()
 [ "$archs" = default ] || cfg=(-Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$archs")
-echo "pip_check: pip install ./python ${cfg[*]} (log $dir/pip.log)"
+echo "pip_check: pip install ./python${cfg[*]:+ ${cfg[*]}} (log $dir/pip.log)"
 if ! "$venv/bin/python" -m pip install -v ./python "${cfg[@]}" >"$dir/pip.log" 2>&1; then
   grep -E -i -A4 'error|fusedopt:' "$dir/pip.log" | tail -40
   fail "pip install ./python (log $dir/pip.log)"
