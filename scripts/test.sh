@@ -20,6 +20,8 @@
 #       FOPT_SASS_CHECK=0                    skip the SASS check
 #       FOPT_SASS_REQUIRED=1                 fail when the SASS tools cannot be had (default: say
 #                                            so loudly and go on; violations always fail)
+#       FOPT_PIP_CHECK=0                     skip scripts/pip_check.sh (pip install ./python in a
+#                                            fresh venv; needs PyPI for scikit-build-core)
 # Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit: scripts/deps.sh tests installs
 # what is missing when run as root on Debian, and says what to install otherwise.
 # Prints one line per Criterion suite (the full verbose log stays in DIR/tests.log). Ends with one
@@ -249,6 +251,18 @@ if [ -f build/libfusedopt.so ] && [ "${FOPT_PYTEST:-1}" != 0 ]; then
   else
     echo "test.sh: no torch/pytest for /usr/bin/python3: the Python tests did not run (scripts/deps.sh pytest)"
     [ "${CI:-}" != true ] || fail_step "python: torch/pytest missing in CI"
+  fi
+fi
+
+# The package as users install it: a fresh venv, pip install ./python (builds and bundles the
+# library), python -m fusedopt and a CPU step outside the checkout (scripts/pip_check.sh).
+if [ "${FOPT_PIP_CHECK:-1}" != 0 ]; then
+  echo "== python: pip install ./python in a fresh venv (scripts/pip_check.sh) =="
+  t0=$SECONDS
+  if bash scripts/pip_check.sh; then
+    summary+=("python: pip install ./python in a fresh venv OK (bundled library loaded, CPU step) in $(elapsed "$t0")")
+  else
+    fail_step "python: pip install ./python (scripts/pip_check.sh; logs in build/pip_check)"
   fi
 fi
 
