@@ -260,6 +260,7 @@ if [ "${FOPT_PIP_CHECK:-1}" != 0 ]; then
   echo "== python: pip install ./python in a fresh venv (scripts/pip_check.sh) =="
   t0=$SECONDS
   if bash scripts/pip_check.sh; then
+    n_pass=$((n_pass + 1))
     summary+=("python: pip install ./python in a fresh venv OK (bundled library loaded, CPU step) in $(elapsed "$t0")")
   else
     fail_step "python: pip install ./python (scripts/pip_check.sh; logs in build/pip_check)"

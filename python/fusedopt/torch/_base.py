@@ -93,7 +93,8 @@ class FusedOptimizer(Checkpoints, CpuPath, GpuPath, Optimizer):
             p = params[int(m.group(1))]
             extra = " [tensor %s is a parameter of shape %s, dtype %s]" % (
                 m.group(1), tuple(p.shape), p.dtype)
-        raise FusedOptError("%s: %s failed: %s: %s%s" % (where, name, sname, detail, extra),
+        # detail starts with the status name (fopt_last_error)
+        raise FusedOptError("%s: %s failed: %s%s" % (where, name, detail, extra),
                             status=status, status_name=sname, detail=detail, call=name)
 
     # -- validation --
