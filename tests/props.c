@@ -84,7 +84,7 @@ static void pp_describe(pp_model *m, const char *fmt, ...)
 static void pp_print_where(const pp_model *m, FILE *f)
 {
     fprintf(f,
-            "props: config %s, seed %" PRIu64 ", call %d of %d: %s\n"
+            "props: config %s, seed %" PRIu64 ", call %d (of about %d): %s\n"
             "props: replay with FOPT_PROPS_SEED=%" PRIu64 " --filter 'gpu_props/*'; the calls so far:\n%s",
             m->c->name, m->seed, m->call, m->calls, m->desc, m->seed, m->trail);
 }
@@ -494,6 +494,45 @@ static void pp_adopt(pp_model *m)
     gt_download(&m->found, m->d.found_inf, 4);
 }
 
+/* ---- coverage: calls per function and outcome, logged per configuration --------------------- */
+
+typedef struct pp_stat {
+    char name[40];
+    long calls, ok, rejected, faulted;
+} pp_stat;
+static pp_stat g_stats[24];
+
+static void pp_count(const char *desc, bool ok, bool rejected, bool faulted)
+{
+    if (strncmp(desc, "captured: ", 10) == 0)
+        desc += 10;
+    size_t len = strcspn(desc, "( ");
+    for (size_t i = 0; i < sizeof g_stats / sizeof g_stats[0]; i++) {
+        pp_stat *s = &g_stats[i];
+        if (s->name[0] && (strlen(s->name) != len || strncmp(s->name, desc, len) != 0))
+            continue;
+        if (!s->name[0])
+            snprintf(s->name, sizeof s->name, "%.*s", (int)len, desc);
+        s->calls++;
+        s->ok += ok;
+        s->rejected += rejected;
+        s->faulted += faulted;
+        return;
+    }
+}
+
+static void pp_log_stats(const char *config)
+{
+    char line[1536] = "";
+    for (size_t i = 0; i < sizeof g_stats / sizeof g_stats[0] && g_stats[i].name[0]; i++) {
+        size_t used = strlen(line);
+        snprintf(line + used, sizeof line - used, "%s %s %ld (%ld ok, %ld rejected, %ld faults)", used ? ";" : "",
+                 g_stats[i].name, g_stats[i].calls, g_stats[i].ok, g_stats[i].rejected, g_stats[i].faulted);
+    }
+    cr_log_info("props: %s: %s", config, line);
+    memset(g_stats, 0, sizeof g_stats);
+}
+
 /* ---- one call: faults, statuses, leaks ------------------------------------------------------ */
 
 typedef enum { PP_VALID, PP_INVALID, PP_UNSETTLED, PP_REFUSED_IN_CAPTURE } pp_expect;
@@ -512,7 +551,7 @@ static void pp_arm(pp_model *m, pp_call *c, pp_expect expect, bool may_fault)
     c->expect = expect;
     c->want = FOPT_ERROR_INVALID_VALUE;
     if (may_fault && expect != PP_INVALID && pp_chance(m, 5))
-        c->fault_at = 1 + (long)pp_rand(m, 4);
+        c->fault_at = 1 + (long)pp_rand(m, 8);
     if (c->fault_at) {
         size_t used = strlen(m->desc);
         snprintf(m->desc + used, sizeof m->desc - used, " [device call %ld fails]", c->fault_at);
@@ -531,6 +570,7 @@ static bool pp_settle(pp_model *m, pp_call *c, fopt_status st)
 {
     fopt_emu_fail_at(0);
     bool hit = c->fault_at && fopt_emu_calls() - c->calls_before >= c->fault_at;
+    pp_count(m->desc, st == FOPT_SUCCESS, st != FOPT_SUCCESS && !hit, st != FOPT_SUCCESS && hit);
     if (st != FOPT_SUCCESS) {
         PP_CHECK(m, fopt_last_error()[0] != '\0', "failed (%s) without a message", fopt_status_string(st));
         PP_CHECK(m, fopt_emu_live_bytes() == c->live_before, "the failed call leaked %lld device bytes",
@@ -552,6 +592,7 @@ static bool pp_settle(pp_model *m, pp_call *c, fopt_status st)
             return false;
         }
         PP_CHECK(m, st == FOPT_SUCCESS, "a valid call failed: %s: %s", fopt_status_string(st), fopt_last_error());
+        PP_CHECK(m, !hit, "the injected fault at device call %ld was not reported", c->fault_at);
         return true;
     }
 }
@@ -663,7 +704,7 @@ static void pp_step_at_max(pp_model *m, fopt_status st)
 
 static void op_step(pp_model *m)
 {
-    const bool ex = pp_chance(m, 3) != 0;
+    const bool ex = !pp_chance(m, 3); /* step_ex two times in three */
     if (pp_chance(m, 25)) {
         pp_describe(m, ex ? "fopt_step_ex(NULL, NULL, s)" : "fopt_step(NULL, s)");
         pp_call c;
@@ -975,8 +1016,8 @@ static void op_set_step(pp_model *m)
     step = ok ? valid[pp_rand(m, nvalid)] : (pp_chance(m, 2) ? -1 : INT64_MIN);
     bool null = ok && pp_chance(m, 15);
     pp_describe(m, "fopt_set_step_count(%s, %" PRId64 ")", null ? "NULL" : "opt", step);
-    pp_call c;
-    pp_arm(m, &c, ok && !null ? PP_VALID : PP_INVALID, true);
+    pp_call c; /* INT64_MAX, a count no step can follow, may be refused */
+    pp_arm(m, &c, !ok || null ? PP_INVALID : step == INT64_MAX ? PP_UNSETTLED : PP_VALID, true);
     if (pp_settle(m, &c, fopt_set_step_count(null ? NULL : m->opt, step)))
         m->s.step = step;
 }
@@ -1032,6 +1073,10 @@ static void op_create(pp_model *m)
     } else if (v == 8) {
         count = 0;
         what = "an empty list";
+    } else if (v == 9 && m->count > 1 && pp_chance(m, 2)) {
+        t[1] = t[0];
+        what = "tensor 0 twice";
+        e = PP_UNSETTLED;
     } else if (v == 9) {
         what = pp_odd_list(m, t);
         e = PP_UNSETTLED;
@@ -1124,7 +1169,7 @@ static void op_capture(pp_model *m)
         if (rec[i].kind == PC_REBIND) {
             pp_binding_list(m, rec[i].bp, rec[i].bg, t);
             pp_describe(m, "captured: fopt_rebind(opt, new buffers, %zu, s)", m->count);
-            pp_arm(m, &c, PP_VALID, false);
+            pp_arm(m, &c, PP_UNSETTLED, false); /* may be refused during a capture */
             st = fopt_rebind(m->opt, t, m->count, m->stream);
         } else {
             pp_describe(m, "captured: %s%s%s", rec[i].kind == PC_STEP ? "fopt_step(opt, s)" : "fopt_step_ex(opt, ",
@@ -1143,6 +1188,7 @@ static void op_capture(pp_model *m)
         m->call++;
         pp_describe(m, "fopt_dev_graph_launch (replay %d of %d) at step %" PRId64, r + 1, replays, m->s.step);
         CUDA_OK(fopt_dev_graph_launch(graph, m->stream));
+        pp_count("fopt_dev_graph_launch", true, false, false);
         for (int i = 0; i < n; i++) {
             if (rec[i].kind == PC_REBIND) {
                 memcpy(m->bind_p, rec[i].bp, sizeof m->bind_p);
@@ -1218,7 +1264,7 @@ static void pp_sequence(const pp_config *c, uint64_t seed, int calls, unsigned d
     while (m->call < calls) {
         m->call++;
         uint64_t v = pp_rand(m, cap ? 32 : 28);
-        if (v < 12) op_step(m); /* step_ex two times in three */
+        if (v < 12) op_step(m);
         else if (v < 14) op_set_lr(m);
         else if (v < 17) op_set_group(m);
         else if (v < 20) op_rebind(m);
@@ -1283,5 +1329,6 @@ void pp_run_config(const pp_config *c, size_t config_index, size_t config_count,
     }
     cr_log_info("props: %s: %d sequences of %d calls (known-defect checks off: 0x%x)", c->name, ran, calls,
                 ~defects & (PP_DEFECT_1 | PP_DEFECT_2 | PP_DEFECT_5 | PP_DEFECT_ALIGN));
+    pp_log_stats(c->name);
     gt_expect_no_host_leaks(c->name);
 }
