@@ -1134,30 +1134,9 @@ static void pp_capture_sync_call(pp_model *m)
     free(buf);
 }
 
-/* Captures 1 to 4 calls on the stream, checks nothing ran, replays the graph 1 to 3 times and
- * checks the model's steps after each replay. */
-static void op_capture(pp_model *m)
+/* The captured calls, in order; a call that fails is not recorded (becomes PC_SYNC). */
+static void pp_capture_calls(pp_model *m, pp_captured *rec, int n)
 {
-    if (m->s.step > INT64_MAX - 64 && !(m->defects & PP_DEFECT_2))
-        return;
-    pp_captured rec[4];
-    int n = 1 + (int)pp_rand(m, 4);
-    bool rebind = (m->defects & PP_DEFECT_1) && pp_chance(m, 2);
-    memset(rec, 0, sizeof rec);
-    for (int i = 0; i < n; i++) {
-        uint64_t v = pp_rand(m, 6);
-        rec[i].kind = v < 2 ? PC_STEP : v < 5 ? PC_STEP_EX : PC_SYNC;
-        if (rec[i].kind == PC_STEP_EX)
-            pp_gen_opts(m, &rec[i].o, true);
-    }
-    if (rebind && !pp_new_binding(m, rec[0].bp, rec[0].bg))
-        rebind = false;
-    if (rebind) { /* the first call: a rebind, then a step (defect 1's sequence) */
-        rec[0].kind = PC_REBIND;
-        rec[n > 1 ? 1 : 0].kind = n > 1 ? PC_STEP : PC_REBIND;
-    }
-    pp_describe(m, "fopt_dev_capture_begin(s): %d calls captured", n);
-    CUDA_OK(fopt_dev_capture_begin(m->stream));
     for (int i = 0; i < n; i++) {
         pp_call c;
         if (rec[i].kind == PC_SYNC) {
@@ -1172,17 +1151,21 @@ static void op_capture(pp_model *m)
             pp_arm(m, &c, PP_UNSETTLED, false); /* may be refused during a capture */
             st = fopt_rebind(m->opt, t, m->count, m->stream);
         } else {
-            pp_describe(m, "captured: %s%s%s", rec[i].kind == PC_STEP ? "fopt_step(opt, s)" : "fopt_step_ex(opt, ",
-                        rec[i].kind == PC_STEP ? "" : rec[i].o.text, rec[i].kind == PC_STEP ? "" : ", s)");
+            const bool ex = rec[i].kind == PC_STEP_EX;
+            pp_describe(m, "captured: %s%s%s", ex ? "fopt_step_ex(opt, " : "fopt_step(opt, s)", ex ? rec[i].o.text : "",
+                        ex ? ", s)" : "");
             pp_arm(m, &c, PP_VALID, false);
-            st = rec[i].kind == PC_STEP ? fopt_step(m->opt, m->stream) : fopt_step_ex(m->opt, &rec[i].o.dev, m->stream);
+            st = ex ? fopt_step_ex(m->opt, &rec[i].o.dev, m->stream) : fopt_step(m->opt, m->stream);
         }
         if (!pp_settle(m, &c, st))
-            rec[i].kind = PC_SYNC; /* not recorded */
+            rec[i].kind = PC_SYNC;
     }
-    fopt_dev_graph *graph = NULL;
-    CUDA_OK(fopt_dev_capture_end(m->stream, &graph));
-    pp_check(m); /* nothing ran */
+}
+
+/* Replays the graph; the model applies the recorded calls in order each time (a captured rebind
+ * takes effect at its place in the replay). */
+static void pp_replay(pp_model *m, fopt_dev_graph *graph, const pp_captured *rec, int n)
+{
     int replays = 1 + (int)pp_rand(m, 3);
     for (int r = 0; r < replays; r++) {
         m->call++;
@@ -1199,6 +1182,37 @@ static void op_capture(pp_model *m)
         }
         pp_check(m);
     }
+}
+
+/* Captures 1 to 4 calls on the stream (steps, step_ex, refused synchronising calls, and with
+ * defect 1's check a rebind then a step), checks that nothing ran, then replays the graph 1 to 3
+ * times, checking the model after each replay. */
+static void op_capture(pp_model *m)
+{
+    if (m->s.step > INT64_MAX - 64 && !(m->defects & PP_DEFECT_2))
+        return;
+    pp_captured rec[4];
+    int n = 1 + (int)pp_rand(m, 4);
+    bool rebind = (m->defects & PP_DEFECT_1) && pp_chance(m, 2);
+    memset(rec, 0, sizeof rec);
+    for (int i = 0; i < n; i++) {
+        uint64_t v = pp_rand(m, 6);
+        rec[i].kind = v < 2 ? PC_STEP : v < 5 ? PC_STEP_EX : PC_SYNC;
+        if (rec[i].kind == PC_STEP_EX)
+            pp_gen_opts(m, &rec[i].o, true);
+    }
+    if (rebind && pp_new_binding(m, rec[0].bp, rec[0].bg)) { /* defect 1's sequence: rebind, step */
+        rec[0].kind = PC_REBIND;
+        if (n > 1)
+            rec[1].kind = PC_STEP;
+    }
+    pp_describe(m, "fopt_dev_capture_begin(s): %d calls captured", n);
+    CUDA_OK(fopt_dev_capture_begin(m->stream));
+    pp_capture_calls(m, rec, n);
+    fopt_dev_graph *graph = NULL;
+    CUDA_OK(fopt_dev_capture_end(m->stream, &graph));
+    pp_check(m); /* nothing ran */
+    pp_replay(m, graph, rec, n);
     fopt_dev_graph_destroy(graph);
 }
 
