@@ -352,6 +352,7 @@ static size_t pp_pieces(const pp_model *m, fopt_host_tensor *pieces)
 static void pp_ref_step(pp_model *m, const fopt_step_options *o)
 {
     fopt_host_tensor pieces[PP_MAX_TENSORS], sub[PP_MAX_TENSORS];
+    PP_CHECK(m, m->s.step < INT64_MAX, "the model cannot step past INT64_MAX");
     size_t n = pp_pieces(m, pieces);
     fopt_step_options opts;
     memset(&opts, 0, sizeof opts);
@@ -523,11 +524,13 @@ static void pp_count(const char *desc, bool ok, bool rejected, bool faulted)
 
 static void pp_log_stats(const char *config)
 {
-    char line[1536] = "";
+    char line[2048] = "", item[160];
     for (size_t i = 0; i < sizeof g_stats / sizeof g_stats[0] && g_stats[i].name[0]; i++) {
+        int len = snprintf(item, sizeof item, "%s %.40s %ld (%ld ok, %ld rejected, %ld faults)", i ? ";" : "",
+                           g_stats[i].name, g_stats[i].calls, g_stats[i].ok, g_stats[i].rejected, g_stats[i].faulted);
         size_t used = strlen(line);
-        snprintf(line + used, sizeof line - used, "%s %s %ld (%ld ok, %ld rejected, %ld faults)", used ? ";" : "",
-                 g_stats[i].name, g_stats[i].calls, g_stats[i].ok, g_stats[i].rejected, g_stats[i].faulted);
+        if (len > 0 && used + (size_t)len < sizeof line)
+            memcpy(line + used, item, (size_t)len + 1);
     }
     cr_log_info("props: %s: %s", config, line);
     memset(g_stats, 0, sizeof g_stats);
@@ -1176,6 +1179,8 @@ static void pp_replay(pp_model *m, fopt_dev_graph *graph, const pp_captured *rec
             if (rec[i].kind == PC_REBIND) {
                 memcpy(m->bind_p, rec[i].bp, sizeof m->bind_p);
                 memcpy(m->bind_g, rec[i].bg, sizeof m->bind_g);
+            } else if (rec[i].kind != PC_SYNC && m->s.step == INT64_MAX) {
+                pp_step_at_max(m, FOPT_SUCCESS); /* the device cannot refuse: it must not step */
             } else if (rec[i].kind != PC_SYNC) {
                 pp_ref_step(m, rec[i].kind == PC_STEP_EX ? &rec[i].o.host : NULL);
             }
