@@ -33,7 +33,10 @@
  *   PP_DEFECT_1: fopt_rebind inside a graph capture (its staged host table is freed before the
  *                graph replays it): captured rebinds are not generated.
  *   PP_DEFECT_2: a step at step count INT64_MAX where the count lives on the device (capturable,
- *                or step_ex with found_inf) wraps the count: such steps are not generated.
+ *                or step_ex with found_inf) wraps the count: such steps are not generated (a
+ *                step_ex there drops found_inf, capturable optimizers get no count above 2^53
+ *                and no capture within 64 steps of INT64_MAX). With the check on, a step at
+ *                INT64_MAX must fail, or succeed without stepping (outputs aside).
  *   PP_DEFECT_5: a failing fopt_step_ex writes *found_inf and *grad_norm anyway: after a failed
  *                step_ex the device outputs are not compared.
  *   PP_DEFECT_ALIGN (letter a in FOPT_PROPS_DEFECTS): a param pointer that is not a multiple of
