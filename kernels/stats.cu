@@ -113,8 +113,7 @@ FOPT_HD void prologue_group(const fopt_prologue_args &a, uint32_t g, int64_t ste
 
 FOPT_HD void finish(const fopt_stats_args &a, double total)
 {
-    if (a.external_sq_sum)
-        total = *a.external_sq_sum;
+    total = fopt_stat_total(a.external_sq_sum ? *a.external_sq_sum : total, a.grad_scale);
     const int bad = fopt_stat_bad(total);
     if (a.sq_sum_out)
         *a.sq_sum_out = total;
