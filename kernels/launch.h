@@ -34,6 +34,8 @@ typedef struct fopt_step_stats {
  * skipped on an inf: the host cannot know whether they counted). */
 typedef struct fopt_device_hparams {
     int64_t step;                 /* steps taken */
+    int64_t refused;              /* a step found step == INT64_MAX and was refused (the count
+                                     saturates); fopt_step_count() reports it until a count is set */
     double lr[FOPT_MAX_GROUPS];
     double wd[FOPT_MAX_GROUPS];
 } fopt_device_hparams;
@@ -43,7 +45,8 @@ typedef struct fopt_device_hparams {
  * scalars go to *out. The count in hp->step advances only when the update is launched: the last
  * step launch stores it (fopt_step_args.step_out), or the prologue itself when no step launch
  * follows (`commit`). A count the host knew (host_step >= 0) is stored in hp->step first, so a
- * skipped step leaves it there. */
+ * skipped step leaves it there. A step that would take the count past INT64_MAX is refused: the
+ * count stays, hp->refused is set, and out->step = 0 tells the step kernel to update nothing. */
 typedef struct fopt_prologue_args {
     int32_t enabled;
     int32_t kind;                 /* fopt_kind */
