@@ -272,9 +272,9 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     typedef fopt_step_walker<P, S, MASTER, Update> Walker;
     if (a.stats && a.stats->skip)
         return;
-    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
-    if (sc->step < 1) /* the prologue refused the step: the count would overflow */
+    if (a.device_scalars && a.device_scalars->step < 1) /* the prologue refused it (INT64_MAX) */
         return;
+    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
     const fopt_chunk c = a.table.chunks[block];
     const fopt_tensor_entry &e = a.table.entries[c.entry];
     if (a.step_out && block == 0 && thread == 0)

@@ -67,7 +67,8 @@ typedef struct fopt_prologue_args {
 /* The step kernel over one launch class (one parameter storage type). */
 typedef struct fopt_step_args {
     fopt_table table;
-    const fopt_scalars *device_scalars; /* when set, read instead of `scalars` */
+    const fopt_scalars *device_scalars; /* when set, read instead of `scalars`; step number 0
+                                           there: the prologue refused the step, update nothing */
     const fopt_step_stats *stats;       /* when set: skip, and clip_coef if `clip` */
     const float *grad_scale;            /* when set: every grad is divided by *grad_scale first */
     int64_t *step_out;                  /* when set (the last launch of a step with device-side
