@@ -176,16 +176,33 @@ FOPT_API fopt_rmsprop_config fopt_rmsprop_config_default(void);
  * Order of operations on a grad: divide by *grad_scale, then multiply by the clip coefficient,
  * then the optimizer's own math (maximize, weight decay, ...). The global statistics are computed
  * in double in a fixed order (docs/SEMANTICS.md), so every path gives the same bits.
+ *
+ * The verdict. The step's sum of squares S (computed, or *grad_sq_sum) counts as NaN when the loss
+ * scale is not a finite number > 0 or when *grad_sq_sum is negative or NaN. With found_inf, a
+ * non-finite S (an inf/NaN unscaled grad, or either of those) skips the step: found_inf = 1,
+ * grad_norm NaN or inf, nothing updated. Without found_inf nothing is checked and the step runs:
+ * grad_norm receives sqrt(S) and clipping multiplies by the coefficient of that S (NaN for a NaN S,
+ * so every updated param becomes NaN; 0 for an inf S). The same on every path: the GPU's scale and
+ * sum are device memory, read by the kernels, so no call can refuse them before the launch.
  * ------------------------------------------------------------------------------------------- */
 typedef struct fopt_step_options {
     const float *grad_scale; /* scalar: every grad is divided by it first (AMP loss scale);
-                                NULL = none */
+                                NULL = none. Must be a finite number > 0: 0, negative, inf or
+                                NaN is a non-finite verdict (found_inf = 1, step skipped; the sum
+                                of squares and grad_norm are NaN). Without found_inf the grads
+                                are divided by it as given (0: inf/NaN grads; inf: zeros;
+                                negative: the step ascends), with clipping by a NaN coefficient */
     double max_grad_norm;    /* > 0: multiply every grad by min(1, max_grad_norm / (norm + 1e-6)),
-                                norm = global L2 norm of the unscaled grads; 0 = no clipping */
+                                norm = global L2 norm of the unscaled grads; 0 = no clipping.
+                                Without found_inf a NaN norm (a NaN grad) gives a NaN coefficient
+                                (as torch.clamp): every updated param and state becomes NaN; an
+                                inf norm (an inf grad, none NaN) gives 0: finite grads become 0
+                                (the step still runs: decay, moments) and inf ones NaN */
     float *grad_norm;        /* out scalar: that global norm (before clipping); NULL = not wanted */
-    int32_t *found_inf;      /* out scalar: 1 if any unscaled grad is inf/NaN, and then nothing is
-                                updated (params, master, states, step count); else 0.
-                                NULL = no check */
+    int32_t *found_inf;      /* out scalar: 1 if the verdict is non-finite (an unscaled grad is
+                                inf/NaN, the loss scale is not a finite number > 0, grad_sq_sum is
+                                negative or NaN), and then nothing is updated (params, master,
+                                states, grads, step count); else 0. NULL = no check */
     /* appended (0.2) */
     bool zero_grads;         /* write 0 to every grad after reading it (training code that
                                 accumulates into its grads); the grads must be writable */
@@ -193,7 +210,8 @@ typedef struct fopt_step_options {
                                   the caller from every rank's partial (fopt_grad_sq_sum(); in rank
                                   order, see "Sharded optimizer state"); when set it replaces this
                                   call's own statistics for clipping, grad_norm and found_inf
-                                  (non-finite means found_inf). NULL = compute here */
+                                  (inf, NaN or negative means found_inf; without found_inf a
+                                  negative sum counts as NaN). NULL = compute here */
 } fopt_step_options;
 
 /* ---------------------------------------------------------------------------------------------
@@ -262,9 +280,11 @@ typedef struct fopt_host_tensor {
     uint64_t elem_offset; /* piece: the index in that tensor of this entry's element 0 */
 } fopt_host_tensor;
 
-/*! fopt_adam_step_ref_multi() : one Adam/AdamW step of every tensor (step counts from 1).
- *  opts may be NULL (a plain step). With opts->found_inf set and a non-finite unscaled grad, writes
- *  1 there and changes nothing else. Validation covers every tensor before anything is written;
+/*! fopt_adam_step_ref_multi() : one Adam/AdamW step of every tensor (step counts from 1; any
+ *  step in [1, INT64_MAX] is valid: the caller's count cannot overflow here). opts may be NULL (a
+ *  plain step). With opts->found_inf set and a non-finite verdict (an inf/NaN unscaled grad, a
+ *  loss scale that is not a finite number > 0, a negative or NaN grad_sq_sum), writes 1 there and
+ *  changes nothing else. Validation covers every tensor before anything is written;
  *  fopt_last_error() names the tensor and the field. Buffers of a call must not overlap. */
 FOPT_API fopt_status fopt_adam_step_ref_multi(const fopt_adam_config *cfg, int64_t step,
                                               const fopt_host_tensor *tensors, size_t count,
@@ -288,7 +308,8 @@ FOPT_API fopt_status fopt_rmsprop_step_cpu_multi(const fopt_rmsprop_config *cfg,
  *  docs/SEMANTICS.md (chunks counted from each entry's first element): over a shard's pieces, the
  *  rank's partial of a sharded step, 8 bytes to gather across ranks, sum in rank order and pass
  *  back as fopt_step_options.grad_sq_sum ("Sharded optimizer state" below). Non-finite exactly
- *  when some unscaled grad is. Only param-independent fields are read (grad, numel, dtype). */
+ *  when some unscaled grad is, or (NaN) when *grad_scale is not a finite number > 0. Only
+ *  param-independent fields are read (grad, numel, dtype). */
 FOPT_API fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t count,
                                                 const float *grad_scale, double *sq_sum);
 /*! fopt_grad_sq_sum_cpu_multi() : as fopt_grad_sq_sum_ref_multi(), fast; the same bits. */
@@ -360,7 +381,12 @@ FOPT_API fopt_status fopt_rmsprop_create(fopt_optimizer **out, const fopt_rmspro
 /*! fopt_step() : one optimizer step over every bound tensor, enqueued on `stream` (0 is the
  *  default stream): one kernel launch whatever the tensor count. Asynchronous: the gradients must
  *  be ready in stream order, and the parameters are updated when the stream reaches the launch.
- *  The step counter advances only when the launch was enqueued. */
+ *  The step counter advances only when the launch was enqueued. The counter stops at INT64_MAX:
+ *  the step after is refused. When the host knows the count (an eager optimizer whose count was
+ *  read back or never left the host) the call returns FOPT_ERROR_INVALID_VALUE and enqueues
+ *  nothing; when it lives on the device (capturable, graph replays, steps with found_inf) the step
+ *  is enqueued and updates nothing (params, states, grads and count stay) and the next
+ *  fopt_step_count() reports it. */
 FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
 
 /*! fopt_step_ex() : fopt_step() with step options (opts may be NULL: fopt_step()). The option
@@ -375,7 +401,8 @@ FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *
                                   cudaStream_t stream);
 
 /*! fopt_grad_sq_sum() : writes to the device double *sq_sum the sum of squares of the unscaled
- *  grads of every bound tensor (grad / *grad_scale when grad_scale, a device pointer, is not NULL),
+ *  grads of every bound tensor (grad / *grad_scale when grad_scale, a device pointer, is not NULL;
+ *  NaN when *grad_scale is not a finite number > 0),
  *  in the fixed order of docs/SEMANTICS.md; on a shard optimizer, of the shard's elements only:
  *  the rank's partial of a sharded step. Enqueued on stream. */
 FOPT_API fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale,
@@ -407,7 +434,9 @@ FOPT_API fopt_status fopt_set_lr(fopt_optimizer *opt, double lr);
 
 /*! fopt_step_count() : how many steps were taken (0 after creation); -1 for NULL. When steps
  *  with an inf/NaN check or capturable steps were enqueued, the count lives on the device and this
- *  call synchronises with it to read it (-1 if that fails). */
+ *  call synchronises with it to read it (-1 if that fails). -1 also, with fopt_last_error() saying
+ *  so, once the device refused a step because the count was INT64_MAX (see fopt_step()), until
+ *  fopt_set_step_count() or fopt_state_load() sets a count (checkpoints save INT64_MAX). */
 FOPT_API int64_t fopt_step_count(const fopt_optimizer *opt);
 
 /*! fopt_state_size() : bytes needed by fopt_state_save() for this optimizer (a checkpoint:
@@ -424,7 +453,9 @@ FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, 
  *  them: fopt_adam_create_shard()), by the same library version: the
  *  state buffers, the step counter and the learning rate, bit for bit. Anything else (a truncated
  *  or corrupted buffer, another optimizer, tensor list or version) gives
- *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device. */
+ *  FOPT_ERROR_INVALID_VALUE and changes nothing. A checkpoint's count may be anything from 0 to
+ *  INT64_MAX; loading clears a refusal that fopt_step_count() reports. Synchronises with the
+ *  device. */
 FOPT_API fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size);
 
 /* State buffers by name, for fopt_state_copy(). Each optimizer keeps up to three states per
@@ -451,8 +482,9 @@ typedef enum fopt_slot {
 FOPT_API fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf,
                                      bool into_optimizer);
 
-/*! fopt_set_step_count() : sets the step counter (>= 0), e.g. after loading a framework's
- *  checkpoint with fopt_state_copy(). Synchronises with the device. */
+/*! fopt_set_step_count() : sets the step counter (0 to INT64_MAX; at INT64_MAX the next step is
+ *  refused, see fopt_step()), e.g. after loading a framework's checkpoint with fopt_state_copy().
+ *  Clears a refusal that fopt_step_count() reports. Synchronises with the device. */
 FOPT_API fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step);
 
 /*! fopt_destroy() : frees the optimizer and its device state. NULL is fine. Synchronises with the

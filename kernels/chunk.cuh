@@ -272,9 +272,11 @@ FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_arg
     typedef fopt_step_walker<P, S, MASTER, Update> Walker;
     if (a.stats && a.stats->skip)
         return;
+    if (a.device_scalars && a.device_scalars->step < 1) /* the prologue refused it (INT64_MAX) */
+        return;
+    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
     const fopt_chunk c = a.table.chunks[block];
     const fopt_tensor_entry &e = a.table.entries[c.entry];
-    const fopt_scalars *sc = a.device_scalars ? a.device_scalars : &a.scalars;
     if (a.step_out && block == 0 && thread == 0)
         *a.step_out = sc->step; /* the step's count advances with the launched update */
     const Update update(sc->group[e.group]);

@@ -34,6 +34,8 @@ typedef struct fopt_step_stats {
  * skipped on an inf: the host cannot know whether they counted). */
 typedef struct fopt_device_hparams {
     int64_t step;                 /* steps taken */
+    int64_t refused;              /* a step found step == INT64_MAX and was refused (the count
+                                     saturates); fopt_step_count() reports it until a count is set */
     double lr[FOPT_MAX_GROUPS];
     double wd[FOPT_MAX_GROUPS];
 } fopt_device_hparams;
@@ -43,7 +45,8 @@ typedef struct fopt_device_hparams {
  * scalars go to *out. The count in hp->step advances only when the update is launched: the last
  * step launch stores it (fopt_step_args.step_out), or the prologue itself when no step launch
  * follows (`commit`). A count the host knew (host_step >= 0) is stored in hp->step first, so a
- * skipped step leaves it there. */
+ * skipped step leaves it there. A step that would take the count past INT64_MAX is refused: the
+ * count stays, hp->refused is set, and out->step = 0 tells the step kernel to update nothing. */
 typedef struct fopt_prologue_args {
     int32_t enabled;
     int32_t kind;                 /* fopt_kind */
@@ -64,7 +67,8 @@ typedef struct fopt_prologue_args {
 /* The step kernel over one launch class (one parameter storage type). */
 typedef struct fopt_step_args {
     fopt_table table;
-    const fopt_scalars *device_scalars; /* when set, read instead of `scalars` */
+    const fopt_scalars *device_scalars; /* when set, read instead of `scalars`; step number 0
+                                           there: the prologue refused the step, update nothing */
     const fopt_step_stats *stats;       /* when set: skip, and clip_coef if `clip` */
     const float *grad_scale;            /* when set: every grad is divided by *grad_scale first */
     int64_t *step_out;                  /* when set (the last launch of a step with device-side

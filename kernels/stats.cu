@@ -95,7 +95,14 @@ FOPT_HD void prologue_head(const fopt_prologue_args &a, int64_t &step_out)
         step_out = -1;
         return;
     }
-    int64_t step = (a.host_step >= 0 ? a.host_step : a.hp->step) + 1;
+    const int64_t before = a.host_step >= 0 ? a.host_step : a.hp->step;
+    if (before == INT64_MAX) { /* refused: the count saturates and the update does not run */
+        a.hp->refused = 1;
+        a.out->step = 0;
+        step_out = -1;
+        return;
+    }
+    const int64_t step = before + 1;
     if (a.commit) /* else the step launch stores it: a launch that fails does not count */
         a.hp->step = step;
     fopt_scalars_head_make((fopt_kind)a.kind, &a.cfg, step, a.out);
@@ -113,8 +120,7 @@ FOPT_HD void prologue_group(const fopt_prologue_args &a, uint32_t g, int64_t ste
 
 FOPT_HD void finish(const fopt_stats_args &a, double total)
 {
-    if (a.external_sq_sum)
-        total = *a.external_sq_sum;
+    total = fopt_stat_total(a.external_sq_sum ? *a.external_sq_sum : total, a.grad_scale);
     const int bad = fopt_stat_bad(total);
     if (a.sq_sum_out)
         *a.sq_sum_out = total;

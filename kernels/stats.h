@@ -10,11 +10,13 @@
  *        way (partial i to lane i % 1024, lanes in order, the same tree).
  *
  * The total is inf or NaN exactly when some u is (u*u of a finite float cannot overflow a
- * double), which is the inf/NaN check. The clip coefficient is
+ * double), which is the inf/NaN check. The verdict reads fopt_stat_total() of it: NaN also when
+ * the loss scale is not a finite number > 0 or an external sum is negative. The clip coefficient is
  * min(1, max_grad_norm / (sqrt(total) + 1e-6)) in double, rounded to float once. Not installed. */
 #ifndef FUSEDOPT_STATS_H
 #define FUSEDOPT_STATS_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -46,6 +48,26 @@ FOPT_HDI float fopt_stat_clip_coef(double total, double max_grad_norm)
         return 1.0f;
     double c = max_grad_norm / (sqrt(total) + 1e-6);
     return (c < 1.0 || c != c) ? (float)c : 1.0f;
+}
+
+/* A quiet NaN with the same bits on every path. */
+FOPT_HDI double fopt_stat_nan(void)
+{
+#ifdef __CUDA_ARCH__
+    return __longlong_as_double(0x7ff8000000000000LL);
+#else
+    return (double)NAN;
+#endif
+}
+
+/* The sum of squares that the verdict (grad_norm, found_inf, the clip coefficient) and
+ * fopt_grad_sq_sum*() report: NaN when a loss scale is given that is not a finite number > 0 (0,
+ * negative, inf or NaN: the unscaled grads mean nothing), or when the sum is negative (only a
+ * caller's external sum can be); else the sum itself. docs/SEMANTICS.md, "The verdict". */
+FOPT_HDI double fopt_stat_total(double total, const float *grad_scale)
+{
+    const int scale_bad = grad_scale && !(*grad_scale > 0.0f && *grad_scale <= FLT_MAX);
+    return (scale_bad || total < 0.0) ? fopt_stat_nan() : total;
 }
 
 /* Non-finite: the inf/NaN check. */

@@ -349,6 +349,56 @@ Test(scalars, device_prologue_and_cpu_paths_derive_the_same_bits_and_count_the_s
     cr_expect_eq(hp.step, 42, "no step launch follows: the prologue advances the count");
 }
 
+Test(scalars, the_prologue_refuses_a_step_past_int64_max_leaves_the_count_and_flags_it)
+{
+    fopt_adam_config cfg = fopt_adam_config_default();
+    fopt_any_config any = fopt_cfg_copy(&fopt_adam_desc, &cfg);
+    fopt_device_hparams hp;
+    fopt_scalars out;
+    /* step INT64_MAX itself is derived and counted */
+    for (int host_known = 0; host_known < 2; host_known++)
+        for (int commit = 0; commit < 2; commit++) {
+            memset(&hp, 0, sizeof hp);
+            hp.step = host_known ? 5 : INT64_MAX - 1;
+            fopt_prologue_args a = prologue_args(FOPT_KIND_ADAM, any, &hp, &out, host_known ? INT64_MAX - 1 : -1, 1);
+            a.commit = commit;
+            a.lr[0] = 1e-3;
+            fopt_prologue_run(&a);
+            cr_assert_eq(out.step, INT64_MAX);
+            cr_assert_eq(hp.step, commit ? INT64_MAX : INT64_MAX - 1);
+            cr_assert_eq(hp.refused, 0);
+            fopt_adam_scalars g = fopt_adam_scalars_make(&cfg, 1e-3, 0.0, INT64_MAX);
+            cr_assert(same_bytes(&out.group[0].adam, &g, sizeof g));
+        }
+    /* the step after: refused, the count stays, the flag is set, step number 0 for the step kernel */
+    for (int host_known = 0; host_known < 2; host_known++)
+        for (int commit = 0; commit < 2; commit++) {
+            memset(&hp, 0, sizeof hp);
+            hp.step = host_known ? 5 : INT64_MAX;
+            memset(&out, 0xa5, sizeof out);
+            fopt_prologue_args a = prologue_args(FOPT_KIND_ADAM, any, &hp, &out, host_known ? INT64_MAX : -1, 1);
+            a.commit = commit;
+            a.lr[0] = 1e-3;
+            fopt_prologue_run(&a);
+            cr_assert_eq(out.step, 0, "host_known %d commit %d: step number %lld", host_known, commit,
+                         (long long)out.step);
+            cr_assert_eq(hp.step, INT64_MAX, "host_known %d commit %d: count %lld", host_known, commit,
+                         (long long)hp.step);
+            cr_assert_eq(hp.refused, 1);
+        }
+    /* a step skipped on an inf at INT64_MAX is a skip, not a refusal */
+    fopt_step_stats st;
+    memset(&st, 0, sizeof st);
+    st.skip = 1;
+    memset(&hp, 0, sizeof hp);
+    hp.step = INT64_MAX;
+    fopt_prologue_args a = prologue_args(FOPT_KIND_ADAM, any, &hp, &out, -1, 1);
+    a.stats = &st;
+    fopt_prologue_run(&a);
+    cr_assert_eq(hp.refused, 0);
+    cr_assert_eq(hp.step, INT64_MAX);
+}
+
 Test(scalars, rmsprop_prologue_matches_the_host_derivation)
 {
     fopt_rmsprop_config cfg = fopt_rmsprop_config_default();

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "stats.h"
 
 fopt_adam_config fopt_adam_config_default(void)
 {
@@ -278,6 +279,21 @@ fopt_status fopt_options_check(const fopt_step_options *o)
 bool fopt_options_need_stats(const fopt_step_options *o)
 {
     return o && (o->max_grad_norm > 0.0 || o->grad_norm || o->found_inf || o->grad_sq_sum);
+}
+
+bool fopt_options_verdict(const fopt_step_options *o, double total, float *coef)
+{
+    total = fopt_stat_total(total, o->grad_scale);
+    const int bad = fopt_stat_bad(total);
+    if (o->grad_norm)
+        *o->grad_norm = (float)sqrt(total);
+    if (o->found_inf) {
+        *o->found_inf = bad;
+        if (bad)
+            return true; /* nothing is updated */
+    }
+    *coef = fopt_stat_clip_coef(total, o->max_grad_norm);
+    return false;
 }
 
 fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const double *sq_sum)

@@ -80,6 +80,11 @@ fopt_status fopt_precision_config_check(const fopt_precision *p);
 fopt_status fopt_options_check(const fopt_step_options *o);
 /* Whether options need the global statistics pass. */
 bool fopt_options_need_stats(const fopt_step_options *o);
+/* The CPU paths' verdict from the global sum of squares `total` (computed, or o->grad_sq_sum):
+ * through fopt_stat_total() (kernels/stats.h, as the statistics kernel), writes grad_norm and
+ * found_inf when asked for; returns true when the step is skipped (found_inf asked for and the
+ * total not finite), else false with *coef the clip coefficient. */
+bool fopt_options_verdict(const fopt_step_options *o, double total, float *coef);
 
 /* Full validation of a CPU multi-tensor call; nothing is read beyond the structs and options. */
 fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,

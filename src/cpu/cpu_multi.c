@@ -259,7 +259,9 @@ fopt_status fopt_grad_sq_sum_cpu_multi(const fopt_host_tensor *tensors, size_t c
     fopt_status st = fopt_sq_sum_check(tensors, count, sq_sum);
     if (st != FOPT_SUCCESS)
         return st;
-    return cpu_sq_sum(tensors, count, grad_scale, sq_sum);
+    if ((st = cpu_sq_sum(tensors, count, grad_scale, sq_sum)) == FOPT_SUCCESS)
+        *sq_sum = fopt_stat_total(*sq_sum, grad_scale);
+    return st;
 }
 
 /* ---- the driver ---- */
@@ -280,15 +282,8 @@ fopt_status fopt_cpu_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
             total = *opts->grad_sq_sum;
         else if ((st = cpu_sq_sum(tensors, count, c.scale, &total)) != FOPT_SUCCESS)
             return st;
-        int bad = fopt_stat_bad(total);
-        if (opts->grad_norm)
-            *opts->grad_norm = (float)sqrt(total);
-        if (opts->found_inf) {
-            *opts->found_inf = bad;
-            if (bad)
-                return FOPT_SUCCESS; /* nothing is updated */
-        }
-        c.coef = fopt_stat_clip_coef(total, opts->max_grad_norm);
+        if (fopt_options_verdict(opts, total, &c.coef))
+            return FOPT_SUCCESS; /* found_inf: nothing is updated */
     }
     c.zero_grads = opts && opts->zero_grads;
 

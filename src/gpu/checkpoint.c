@@ -168,6 +168,7 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
     }
     fopt_device_leave(&scope);
     opt->step = h.step;
+    opt->step_refused = 0; /* hp.refused is 0 too */
     opt->step_on_device = opt->capturable;
     memcpy(opt->lr, h.lr, sizeof h.lr);
     memcpy(opt->wd, h.wd, sizeof h.wd);

@@ -24,6 +24,7 @@
  * Every CUDA failure becomes an fopt_status with the call, file and line kept for
  * fopt_last_error(); nothing ever exits the process; a failing call changes nothing. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,7 +440,9 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
     if (status != FOPT_SUCCESS)
         return status;
     if (!opt->step_on_device && opt->step == INT64_MAX)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "step counter would overflow");
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "the step count is INT64_MAX: one more step would overflow it (fopt_set_step_count "
+                         "sets another)");
     const int need_stats = fopt_options_need_stats(opts);
     const int check_inf = opts && opts->found_inf;
     /* the host cannot know the count after a step that may be skipped */
@@ -600,15 +603,20 @@ double *fopt_lr_device(fopt_optimizer *opt)
 
 /* ---- the step counter ----------------------------------------------------------------------- */
 
+_Static_assert(offsetof(fopt_device_hparams, refused) == offsetof(fopt_device_hparams, step) + sizeof(int64_t),
+               "the counter pair is copied in one piece");
+
 fopt_status fopt_sync_step(fopt_optimizer *opt)
 {
     if (!opt->step_on_device)
         return FOPT_SUCCESS;
-    int64_t step;
-    fopt_status status = fopt_sync_copy(opt, &step, &fopt_work_hparams(opt)->step, sizeof step);
+    int64_t counter[2]; /* fopt_device_hparams.step and .refused, in one copy */
+    fopt_status status = fopt_sync_copy(opt, counter, &fopt_work_hparams(opt)->step, sizeof counter);
     if (status != FOPT_SUCCESS)
         return status;
-    opt->step = step;
+    opt->step = counter[0];
+    if (counter[1])
+        opt->step_refused = 1;
     if (!opt->capturable) /* the host knows the count again */
         opt->step_on_device = 0;
     return FOPT_SUCCESS;
@@ -620,7 +628,15 @@ int64_t fopt_step_count(const fopt_optimizer *opt)
         return -1;
     /* reading the device's count back caches it: not an observable change of the optimizer */
     fopt_optimizer *o = (fopt_optimizer *)opt;
-    return fopt_sync_step(o) == FOPT_SUCCESS ? o->step : -1;
+    if (fopt_sync_step(o) != FOPT_SUCCESS)
+        return -1;
+    if (o->step_refused) {
+        fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                  "a step on the device was refused: the step count is INT64_MAX and one more step would "
+                  "overflow it; nothing was updated (fopt_set_step_count or fopt_state_load sets a count)");
+        return -1;
+    }
+    return o->step;
 }
 
 fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step)
@@ -629,10 +645,12 @@ fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer is NULL");
     if (step < 0)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "step count must be >= 0, got %lld", (long long)step);
-    fopt_status status = fopt_sync_copy(opt, &fopt_work_hparams(opt)->step, &step, sizeof step);
+    const int64_t counter[2] = {step, 0}; /* fopt_device_hparams.step and .refused */
+    fopt_status status = fopt_sync_copy(opt, &fopt_work_hparams(opt)->step, counter, sizeof counter);
     if (status != FOPT_SUCCESS)
         return status;
     opt->step = step;
+    opt->step_refused = 0;
     opt->step_on_device = opt->capturable;
     return FOPT_SUCCESS;
 }

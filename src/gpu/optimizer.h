@@ -19,6 +19,8 @@ struct fopt_optimizer {
     int capturable;
     int step_on_device;           /* the count lives on the device (see optimizer.c) */
     int64_t step;                 /* the count, when the host knows it */
+    int step_refused;             /* the device refused a step at INT64_MAX (fopt_sync_step saw
+                                     fopt_device_hparams.refused); until a count is set */
     size_t tensor_count;
     size_t *list_numel;           /* each tensor's numel (the whole tensor's, also for a shard) */
     uint64_t list_hash;           /* identifies the tensor list in checkpoints */
@@ -59,7 +61,8 @@ void fopt_device_leave(const fopt_device_scope *scope);
  * host to device or device to host. */
 fopt_status fopt_sync_copy(const fopt_optimizer *opt, void *dst, const void *src, size_t bytes);
 
-/* Reads the step count back from the device when it lives there (synchronising). */
+/* Reads the step count back from the device when it lives there (synchronising), and whether
+ * the device refused a step because the count was INT64_MAX (then sets opt->step_refused). */
 fopt_status fopt_sync_step(fopt_optimizer *opt);
 
 /* param and grad of every tensor with numel > 0 are memory the kernels can use on `device`. */

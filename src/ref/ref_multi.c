@@ -61,7 +61,7 @@ fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t c
     fopt_status st = fopt_sq_sum_check(tensors, count, sq_sum);
     if (st != FOPT_SUCCESS)
         return st;
-    *sq_sum = fopt_ref_sq_sum(tensors, count, grad_scale);
+    *sq_sum = fopt_stat_total(fopt_ref_sq_sum(tensors, count, grad_scale), grad_scale);
     return FOPT_SUCCESS;
 }
 
@@ -74,15 +74,8 @@ fopt_status fopt_ref_multi(const fopt_desc *d, const fopt_any_config *cfg, int64
     float coef = 1.0f;
     if (fopt_options_need_stats(opts)) {
         double total = opts->grad_sq_sum ? *opts->grad_sq_sum : fopt_ref_sq_sum(tensors, count, scale);
-        int bad = fopt_stat_bad(total);
-        if (opts->grad_norm)
-            *opts->grad_norm = (float)sqrt(total);
-        if (opts->found_inf) {
-            *opts->found_inf = bad;
-            if (bad)
-                return FOPT_SUCCESS; /* nothing is updated */
-        }
-        coef = fopt_stat_clip_coef(total, opts->max_grad_norm);
+        if (fopt_options_verdict(opts, total, &coef))
+            return FOPT_SUCCESS; /* found_inf: nothing is updated */
     }
     const bool zero_grads = opts && opts->zero_grads;
 
