@@ -354,7 +354,8 @@ FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
  *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back.
  *  Tensors of several dtypes take one launch per dtype: if a later launch fails to enqueue, the
  *  earlier ones were enqueued (their tensors are stepped) while the step counter does not
- *  advance; the call returns the failure. */
+ *  advance; the call returns the failure. The outputs (*grad_norm, *found_inf) are written by the
+ *  step's last launch: a call that fails writes neither. */
 FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts,
                                   cudaStream_t stream);
 

@@ -405,7 +405,9 @@ static void prologue_fill(const fopt_optimizer *opt, fopt_prologue_args *p, cons
 }
 
 /* Enqueues the statistics kernel: global sum of squares (or the caller's), norm, inf/NaN flag,
- * clip coefficient; with `prologue`, also the device-side derivation of the step's scalars. */
+ * clip coefficient; with `prologue`, also the device-side derivation of the step's scalars. The
+ * caller's grad_norm and found_inf are written by the step's last launch (a step launch, or this
+ * one when no step launch follows), so that a step that fails to launch writes neither. */
 static cudaError_t launch_stats(const fopt_optimizer *opt, const fopt_step_options *o, int prologue,
                                 double *sq_sum_out, const float *grad_scale, cudaStream_t stream)
 {
@@ -422,8 +424,9 @@ static cudaError_t launch_stats(const fopt_optimizer *opt, const fopt_step_optio
     a.max_grad_norm = o ? o->max_grad_norm : 0.0;
     a.stats_out = fopt_work_stats(opt);
     a.sq_sum_out = sq_sum_out;
-    a.grad_norm_out = o ? o->grad_norm : NULL;
-    a.found_inf_out = o ? o->found_inf : NULL;
+    const int last = opt->plan.step_chunks == 0;
+    a.grad_norm_out = o && last ? o->grad_norm : NULL;
+    a.found_inf_out = o && last ? o->found_inf : NULL;
     a.check_inf = o && o->found_inf;
     if (prologue)
         prologue_fill(opt, &a.prologue, fopt_work_stats(opt));
@@ -484,8 +487,11 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
         if (opt->plan.class_count[c] == 0)
             continue;
         a->table = fopt_step_table(opt, c);
-        /* the device count advances with the last launch: if a launch fails, it has not moved */
+        /* the device count and the caller's outputs change with the last launch: if a launch
+         * fails, they have not */
         a->step_out = device_step && c == last_class ? &fopt_work_hparams(opt)->step : NULL;
+        a->grad_norm_out = opts && c == last_class ? opts->grad_norm : NULL;
+        a->found_inf_out = opts && c == last_class ? opts->found_inf : NULL;
         cudaError_t err = fopt_dev_launch(&opt->step_kernel[c], a, stream);
         if (err != cudaSuccess) {
             free(a);
