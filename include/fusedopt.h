@@ -312,6 +312,17 @@ FOPT_API const char *fopt_cpu_isa(void);
  * are the caller's device memory, bound at creation: their addresses and sizes must stay valid
  * until fopt_destroy. The optimizer belongs to the CUDA device that was current at creation;
  * its calls switch to that device and back when another one is current.
+ *
+ * CUDA graphs. A capture records what is enqueued on a stream, and a graph's replay reads every
+ * pointer recorded then: so no call enqueues anything that reads host memory at replay. The
+ * calls that may be captured (fopt_step(), fopt_step_ex(), fopt_grad_sq_sum(); of a capturable
+ * optimizer, for the lr and step count to follow the replays) enqueue kernel launches only, whose
+ * arguments the graph keeps by value. fopt_rebind() is refused while its stream captures
+ * (FOPT_ERROR_NOT_SUPPORTED). Every other call synchronises with the device or copies
+ * synchronously (the setters, fopt_step_count(), checkpoints, fopt_state_copy(),
+ * fopt_set_step_count(), creation, fopt_destroy()): none belongs inside a capture, where the CUDA
+ * runtime refuses it (the call then fails with FOPT_ERROR_CUDA and changes nothing, and the runtime
+ * may invalidate the capture).
  * ------------------------------------------------------------------------------------------- */
 typedef struct fopt_tensor {
     void *param;      /* device pointer, updated in place */
@@ -381,7 +392,10 @@ FOPT_API double *fopt_lr_device(fopt_optimizer *opt);
 /*! fopt_rebind() : new param/grad addresses for the same list (same count, and per tensor the
  *  same numel, dtype and group), e.g. after a framework reallocated its gradients. Takes effect in
  *  stream order: steps enqueued before on `stream` use the old addresses, later ones the new.
- *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. */
+ *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. Not capturable:
+ *  on a stream that is capturing a CUDA graph it gives FOPT_ERROR_NOT_SUPPORTED and changes
+ *  nothing (the capture goes on). A graph reads the bound addresses from device memory at each
+ *  replay, so rebinding outside the capture, before a replay, points the replay at new tensors. */
 FOPT_API fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t count,
                                  cudaStream_t stream);
 

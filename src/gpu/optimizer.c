@@ -645,6 +645,25 @@ fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step)
 
 /* ---- rebinding ------------------------------------------------------------------------------ */
 
+/* fopt_rebind copies the new entries from a temporary host buffer. A graph captures a copy as a
+ * pointer to its source, read at every replay, long after the buffer is freed; so the rebind is
+ * refused while `stream` captures, before anything is enqueued (the capture goes on unharmed).
+ * A graph reads the entries from the table in device memory when it replays, so a rebind before
+ * or after the capture is what a graph needs. */
+static fopt_status refuse_capture(cudaStream_t stream)
+{
+    int capturing = 0;
+    cudaError_t err = fopt_dev_stream_capturing(stream, &capturing);
+    if (err != cudaSuccess)
+        return fopt_cuda_fail(err, "cudaStreamIsCapturing", __FILE__, __LINE__);
+    if (capturing)
+        return fopt_fail(FOPT_ERROR_NOT_SUPPORTED,
+                         "fopt_rebind on a stream that is capturing a CUDA graph: a rebind cannot be "
+                         "captured; rebind outside the capture (a replayed graph steps the addresses "
+                         "bound when it replays)");
+    return FOPT_SUCCESS;
+}
+
 fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t count, cudaStream_t stream)
 {
     if (!opt || !tensors)
@@ -669,6 +688,8 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
     if (status != FOPT_SUCCESS)
         return status;
     fopt_tensor_entry *next = NULL;
+    if ((status = refuse_capture(stream)) != FOPT_SUCCESS)
+        goto fail;
     if ((status = fopt_check_device_tensors(tensors, count, opt->device)) != FOPT_SUCCESS)
         goto fail;
     next = malloc(count * sizeof *next);
@@ -680,7 +701,8 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
     for (size_t k = 0; k < count; k++)
         fopt_entry_bind(&next[k], &tensors[k]); /* a shard's entries: their part of the tensor */
     /* In stream order: steps enqueued before read the old entries, later ones the new. The host
-     * buffer is staged before the call returns (pageable memory), so it can go at once. */
+     * buffer is staged before the call returns (pageable memory, and no capture: see
+     * refuse_capture), so it can go at once. */
     FOPT_CUDA_TRY(fopt_dev_memcpy_async(opt->table_mem, next, count * sizeof *next, stream));
     memcpy(opt->entries, next, count * sizeof *next);
     free(next);
