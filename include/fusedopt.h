@@ -343,7 +343,9 @@ typedef struct fopt_optimizer fopt_optimizer;
  *  @return FOPT_SUCCESS and *out set; FOPT_ERROR_INVALID_VALUE for a NULL out/cfg/tensors, count
  *  0, a NULL or host pointer in a tensor with numel > 0, or a hyper-parameter out of range;
  *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision mode the dtypes cannot use;
- *  FOPT_ERROR_NO_DEVICE without a CUDA device; FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
+ *  FOPT_ERROR_NO_DEVICE without a CUDA device (the message says "no CUDA driver or device" when
+ *  there is no CUDA driver or it reports no device, and which versions differ when the driver is
+ *  older than the runtime); FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
  *  On failure *out is untouched and nothing stays allocated. */
 FOPT_API fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
                                       const fopt_tensor *tensors, size_t count);

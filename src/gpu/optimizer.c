@@ -188,6 +188,29 @@ static void hparams_image(const fopt_optimizer *opt, fopt_device_hparams *hp)
     memcpy(hp->wd, opt->wd, sizeof hp->wd);
 }
 
+/* Why the device count failed or is 0, for FOPT_ERROR_NO_DEVICE. The runtime answers a machine
+ * without any CUDA driver with cudaErrorInsufficientDriver ("driver version is insufficient"),
+ * which would send the user to upgrade a driver that does not exist: the driver's version, 0 when
+ * none is installed, tells that case from a driver that is really too old. */
+static fopt_status no_device(cudaError_t err)
+{
+    (void)fopt_dev_last_error();
+    int driver = 0, runtime = 0;
+    if (fopt_dev_versions(&driver, &runtime) != cudaSuccess)
+        driver = runtime = 0;
+    (void)fopt_dev_last_error();
+    if (err == cudaErrorInsufficientDriver && driver > 0)
+        return fopt_fail(FOPT_ERROR_NO_DEVICE,
+                         "no usable CUDA device: the CUDA driver (%d.%d) is older than the CUDA runtime "
+                         "this library uses (%d.%d); update the driver", driver / 1000, driver % 1000 / 10,
+                         runtime / 1000, runtime % 1000 / 10);
+    if (err == cudaSuccess || err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
+        return fopt_fail(FOPT_ERROR_NO_DEVICE, "no CUDA driver or device (%s)",
+                         driver == 0 ? "no CUDA driver is installed" : "the CUDA driver reports no device");
+    return fopt_fail(FOPT_ERROR_NO_DEVICE, "no usable CUDA device (%s: %s)", fopt_dev_error_name(err),
+                     fopt_dev_error_string(err));
+}
+
 fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt_any_config *cfg,
                             const fopt_tensor *tensors, size_t count, const uint64_t *range)
 {
@@ -210,11 +233,8 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
 
     int devices = 0;
     cudaError_t err = fopt_dev_count(&devices);
-    if (err != cudaSuccess || devices == 0) {
-        (void)fopt_dev_last_error();
-        return fopt_fail(FOPT_ERROR_NO_DEVICE, "no usable CUDA device (%s)",
-                         err != cudaSuccess ? fopt_dev_error_string(err) : "device count is 0");
-    }
+    if (err != cudaSuccess || devices == 0)
+        return no_device(err);
     int device = 0, sms = 0;
     if ((err = fopt_dev_get(&device)) != cudaSuccess)
         return fopt_cuda_fail(err, "cudaGetDevice", __FILE__, __LINE__);
