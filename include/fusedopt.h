@@ -425,7 +425,14 @@ FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, 
  *  them: fopt_adam_create_shard()), by the same library version: the
  *  state buffers, the step counter and the learning rate, bit for bit. Anything else (a truncated
  *  or corrupted buffer, another optimizer, tensor list or version) gives
- *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device. */
+ *  FOPT_ERROR_INVALID_VALUE and changes nothing. Synchronises with the device.
+ *  Precision settings are compared where they act on the tensor list: state_dtype always;
+ *  master_weights where the list has fp16/bf16 params and master_remainder where it has bf16 ones
+ *  (both change the state bytes); stochastic_rounding and seed where it has bf16 params without
+ *  master weights (the same bytes, but the steps after the load would not continue the saved
+ *  run). A setting that acts on no tensor of the list (master_weights over fp32 params only, a
+ *  seed without stochastic rounding) is not compared. A difference gives
+ *  FOPT_ERROR_INVALID_VALUE with a message naming the setting and both values. */
 FOPT_API fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size);
 
 /* State buffers by name, for fopt_state_copy(). Each optimizer keeps up to three states per
@@ -445,7 +452,10 @@ typedef enum fopt_slot {
  *  and buf (host or device memory: numel elements of the slot's storage type). into_optimizer
  *  false reads it out, true writes it in. Synchronises with the device. For moving state between
  *  checkpoint formats (the Python package's state_dict). FOPT_ERROR_INVALID_VALUE for a tensor
- *  index out of range or a slot the optimizer does not keep. On a shard optimizer `tensor` is the
+ *  index out of range or a slot the optimizer does not keep for that tensor (the message names the
+ *  slot), also for an empty tensor or one outside a shard's range: whether a slot is kept depends
+ *  on the config and the tensor's dtype only (FOPT_SLOT_MASTER: fp16/bf16 params with
+ *  master_weights), never on its size. On a shard optimizer `tensor` is the
  *  index in the whole list and buf holds the shard's part of that tensor: the elements
  *  [max(begin - s, 0), min(end - s, numel)) of it, s being the tensor's first element in the
  *  concatenation (no element where the range misses the tensor: then nothing is copied). */
