@@ -349,6 +349,17 @@ FOPT_API fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *s
  * are the caller's device memory, bound at creation: their addresses and sizes must stay valid
  * until fopt_destroy. The optimizer belongs to the CUDA device that was current at creation;
  * its calls switch to that device and back when another one is current.
+ *
+ * CUDA graphs. A capture records what is enqueued on a stream, and a graph's replay reads every
+ * pointer recorded then: so no call enqueues anything that reads host memory at replay. The
+ * calls that may be captured (fopt_step(), fopt_step_ex(), fopt_grad_sq_sum(); of a capturable
+ * optimizer, for the lr and step count to follow the replays) enqueue kernel launches only, whose
+ * arguments the graph keeps by value. fopt_rebind() is refused while its stream captures
+ * (FOPT_ERROR_NOT_SUPPORTED). Every other call synchronises with the device or copies
+ * synchronously (the setters, fopt_step_count(), checkpoints, fopt_state_copy(),
+ * fopt_set_step_count(), creation, fopt_destroy()): none belongs inside a capture, where the CUDA
+ * runtime refuses it (the call then fails with FOPT_ERROR_CUDA and changes nothing, and the runtime
+ * may invalidate the capture).
  * ------------------------------------------------------------------------------------------- */
 typedef struct fopt_tensor {
     void *param;      /* device pointer, updated in place */
@@ -369,7 +380,9 @@ typedef struct fopt_optimizer fopt_optimizer;
  *  @return FOPT_SUCCESS and *out set; FOPT_ERROR_INVALID_VALUE for a NULL out/cfg/tensors, count
  *  0, a NULL or host pointer in a tensor with numel > 0, or a hyper-parameter out of range;
  *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision mode the dtypes cannot use;
- *  FOPT_ERROR_NO_DEVICE without a CUDA device; FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
+ *  FOPT_ERROR_NO_DEVICE without a CUDA device (the message says "no CUDA driver or device" when
+ *  there is no CUDA driver or it reports no device, and which versions differ when the driver is
+ *  older than the runtime); FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
  *  On failure *out is untouched and nothing stays allocated. */
 FOPT_API fopt_status fopt_adam_create(fopt_optimizer **out, const fopt_adam_config *cfg,
                                       const fopt_tensor *tensors, size_t count);
@@ -396,7 +409,8 @@ FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
  *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back.
  *  Tensors of several dtypes take one launch per dtype: if a later launch fails to enqueue, the
  *  earlier ones were enqueued (their tensors are stepped) while the step counter does not
- *  advance; the call returns the failure. */
+ *  advance; the call returns the failure. The outputs (*grad_norm, *found_inf) are written by the
+ *  step's last launch: a call that fails writes neither. */
 FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts,
                                   cudaStream_t stream);
 
@@ -423,7 +437,10 @@ FOPT_API double *fopt_lr_device(fopt_optimizer *opt);
 /*! fopt_rebind() : new param/grad addresses for the same list (same count, and per tensor the
  *  same numel, dtype and group), e.g. after a framework reallocated its gradients. Takes effect in
  *  stream order: steps enqueued before on `stream` use the old addresses, later ones the new.
- *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. */
+ *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. Not capturable:
+ *  on a stream that is capturing a CUDA graph it gives FOPT_ERROR_NOT_SUPPORTED and changes
+ *  nothing (the capture goes on). A graph reads the bound addresses from device memory at each
+ *  replay, so rebinding outside the capture, before a replay, points the replay at new tensors. */
 FOPT_API fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t count,
                                  cudaStream_t stream);
 
@@ -455,7 +472,14 @@ FOPT_API fopt_status fopt_state_save(const fopt_optimizer *opt, void *host_buf, 
  *  or corrupted buffer, another optimizer, tensor list or version) gives
  *  FOPT_ERROR_INVALID_VALUE and changes nothing. A checkpoint's count may be anything from 0 to
  *  INT64_MAX; loading clears a refusal that fopt_step_count() reports. Synchronises with the
- *  device. */
+ *  device.
+ *  Precision settings are compared where they act on the tensor list: state_dtype always;
+ *  master_weights where the list has fp16/bf16 params and master_remainder where it has bf16 ones
+ *  (both change the state bytes); stochastic_rounding and seed where it has bf16 params without
+ *  master weights (the same bytes, but the steps after the load would not continue the saved
+ *  run). A setting that acts on no tensor of the list (master_weights over fp32 params only, a
+ *  seed without stochastic rounding) is not compared. A difference gives
+ *  FOPT_ERROR_INVALID_VALUE with a message naming the setting and both values. */
 FOPT_API fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size);
 
 /* State buffers by name, for fopt_state_copy(). Each optimizer keeps up to three states per
@@ -475,7 +499,10 @@ typedef enum fopt_slot {
  *  and buf (host or device memory: numel elements of the slot's storage type). into_optimizer
  *  false reads it out, true writes it in. Synchronises with the device. For moving state between
  *  checkpoint formats (the Python package's state_dict). FOPT_ERROR_INVALID_VALUE for a tensor
- *  index out of range or a slot the optimizer does not keep. On a shard optimizer `tensor` is the
+ *  index out of range or a slot the optimizer does not keep for that tensor (the message names the
+ *  slot), also for an empty tensor or one outside a shard's range: whether a slot is kept depends
+ *  on the config and the tensor's dtype only (FOPT_SLOT_MASTER: fp16/bf16 params with
+ *  master_weights), never on its size. On a shard optimizer `tensor` is the
  *  index in the whole list and buf holds the shard's part of that tensor: the elements
  *  [max(begin - s, 0), min(end - s, numel)) of it, s being the tensor's first element in the
  *  concatenation (no element where the range misses the tensor: then nothing is copied). */

@@ -31,6 +31,7 @@
 
 #include "dtype.h"
 #include "launch.h"
+#include "stats.h"
 
 #define FOPT_HD __host__ __device__ __forceinline__
 
@@ -266,10 +267,22 @@ struct fopt_step_walker {
     }
 };
 
+/* The step options' outputs, written by the last launch of a step (a skipped step included):
+ * the global norm and the inf/NaN flag, from the sum of squares the statistics kernel left. */
+FOPT_HD void fopt_step_publish(const fopt_step_args &a)
+{
+    if (a.grad_norm_out)
+        *a.grad_norm_out = (float)sqrt(a.stats->sq_sum);
+    if (a.found_inf_out)
+        *a.found_inf_out = fopt_stat_bad(a.stats->sq_sum);
+}
+
 template <class P, class S, int MASTER, class Update>
 FOPT_HD void fopt_step_body(uint32_t block, uint32_t thread, const fopt_step_args &a)
 {
     typedef fopt_step_walker<P, S, MASTER, Update> Walker;
+    if (block == 0 && thread == 0)
+        fopt_step_publish(a);
     if (a.stats && a.stats->skip)
         return;
     if (a.device_scalars && a.device_scalars->step < 1) /* the prologue refused it (INT64_MAX) */

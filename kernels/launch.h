@@ -74,6 +74,9 @@ typedef struct fopt_step_args {
     int64_t *step_out;                  /* when set (the last launch of a step with device-side
                                            scalars): block 0 stores the step's number there, unless
                                            skipped, so the count advances with a launched update */
+    float *grad_norm_out;               /* when set (the last launch of a step): block 0 writes */
+    int32_t *found_inf_out;             /* the step's outputs from `stats` there, so that the
+                                           caller sees them only when the whole step was launched */
     int32_t clip;                       /* multiply every grad by stats->clip_coef */
     int32_t zero_grads;                 /* write 0 to every grad after reading it */
     fopt_scalars scalars;               /* eager steps: derived on the host */

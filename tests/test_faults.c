@@ -8,7 +8,10 @@
  *     checks host memory after each sequence, gt_expect_no_host_leaks);
  *   - leave the optimizer unchanged (checkpoint bytes, step count, device params and grads) and
  *     usable: the same call then succeeds and gives exactly what an optimizer that never saw the
- *     failure gives.
+ *     failure gives;
+ *   - leave the caller's outputs unchanged: fopt_step_ex's grad_norm and found_inf, and
+ *     fopt_grad_sq_sum's sum (poisoned before each call, compared after it, also where a later
+ *     launch of a step over several dtypes failed); after the retry they equal the twin's.
  *
  * Sequences walked (each over its own fresh optimizer per fault site, and a twin that never fails):
  *   create       fp32 Adam (amsgrad); AdamW with fp32 masters over fp32 + bf16 + fp16 and bf16
@@ -162,7 +165,31 @@ static void env_make(env *e, const walk_seq *s)
     cr_assert_not_null(e->buf);
     for (size_t i = 0; i < 300; i++)
         ((uint16_t *)e->buf)[i] = (uint16_t)(0x3c00 + i);
+    gt_dev_poison_outputs(&e->d); /* an output the walked call writes shows */
     CUDA_OK(fopt_dev_synchronize());
+}
+
+/* The caller's option scalars (gt_dev_opts: grad_scale, grad_norm, found_inf, grad_sq_sum): what
+ * the walked call writes besides the optimizer. */
+typedef struct outputs {
+    float scale, norm;
+    int32_t found_inf, pad_;
+    double sq_sum;
+} outputs;
+
+static outputs outputs_take(const env *e)
+{
+    outputs o;
+    CUDA_OK(fopt_dev_synchronize());
+    gt_download(&o, e->d.block, sizeof o);
+    return o;
+}
+
+static void outputs_expect_equal(const outputs *got, const outputs *want, const char *where, const char *what)
+{
+    cr_assert(memcmp(got, want, sizeof *got) == 0,
+              "%s: %s: grad_norm %.9g, found_inf %d, grad_sq_sum %.17g; expected %.9g, %d, %.17g", where, what,
+              (double)got->norm, got->found_inf, got->sq_sum, (double)want->norm, want->found_inf, want->sq_sum);
 }
 
 static void env_free(env *e)
@@ -261,6 +288,7 @@ static long walk(const walk_seq *s)
         cr_assert_lt(fopt_emu_live_bytes(), live0, "%s: destroy freed nothing", s->name);
     gt_snapshot want;
     gt_snapshot_take(&want, y.p, y.p->opt);
+    const outputs want_out = outputs_take(&y);
     const int launches = step_launches(s);
     /* What the optimizer looks like before the call, from a third twin: a snapshot reads the
      * device count back, and the walked call must run as it does without one. */
@@ -268,6 +296,7 @@ static long walk(const walk_seq *s)
     env_make(&z, s);
     gt_snapshot before;
     gt_snapshot_take(&before, z.p, z.p->opt);
+    const outputs before_out = outputs_take(&z);
     env_free(&z);
 
     for (long n = 1; n <= calls; n++) {
@@ -291,6 +320,9 @@ static long walk(const walk_seq *s)
         cr_assert_eq(fopt_emu_live_bytes(), live, "%s: %lld device bytes leaked", where, fopt_emu_live_bytes() - live);
         cr_assert_eq(fopt_dev_last_error(), cudaSuccess, "%s: a CUDA error was left behind", where);
 
+        /* the caller's outputs change only with a call that succeeds */
+        const outputs failed_out = outputs_take(&x);
+        outputs_expect_equal(&failed_out, &before_out, where, "the failed call wrote the caller's outputs");
         gt_snapshot_take(&after, x.p, x.p->opt);
         /* a later launch of a step over several dtypes: the earlier launches have run */
         const bool partial = launches > 1 && n > calls - launches + 1;
@@ -307,6 +339,8 @@ static long walk(const walk_seq *s)
             gt_snapshot_take(&after, x.p, x.p->opt);
             gt_snapshot_expect_equal(&after, &want, where);
             gt_snapshot_free(&after);
+            const outputs retry_out = outputs_take(&x);
+            outputs_expect_equal(&retry_out, &want_out, where, "outputs of the call after the fault");
         }
         env_free(&x);
     }

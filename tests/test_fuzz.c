@@ -2,7 +2,8 @@
  * bf16 and fp16 tensors, fp32 masters, bf16 states, AMSGrad, two groups) is truncated at every
  * length, bit-flipped and byte-edited at seeded random places, has every field of its header
  * edited (with its checksum left stale, and re-sealed with a valid checksum so that the field's
- * own validation must reject it), and is replaced by seeded random garbage. Every case is loaded
+ * own validation must reject it; but the seed, which acts on no tensor of this list and must
+ * load), and is replaced by seeded random garbage. Every case is loaded
  * from a heap buffer of exactly its size (so that the sanitizer build sees any read past it): it
  * must be rejected with FOPT_ERROR_INVALID_VALUE and a message, and the optimizer must be
  * unchanged (its checkpoint and step count identical to before). About 22,000 cases; the exact
@@ -121,8 +122,24 @@ static void sealed_field_edits(fuzz_ctx *c, unsigned char *buf)
     SEALED(h.precision = 3, "precision: remainders");
     SEALED(h.precision = 5, "precision: stochastic rounding");
     SEALED(h.precision = 0xffffffffu, "precision: every bit");
-    SEALED(h.seed = 1, "seed 1");
-    SEALED(h.seed = UINT64_MAX, "seed max");
+    SEALED(h.precision = 6, "precision: remainders without master weights");
+    SEALED(h.precision = 8, "precision: an unknown bit");
+    /* The seed acts on no tensor of this list (its bf16 params have masters: no stochastic
+     * rounding), so another seed is no damage: such a checkpoint loads (issue 16). */
+    const uint64_t seeds[] = {1, UINT64_MAX};
+    for (size_t i = 0; i < 2; i++) {
+        memcpy(buf, c->valid, c->size);
+        memcpy(&h, buf, sizeof h);
+        h.seed = seeds[i];
+        memcpy(buf, &h, sizeof h);
+        reseal(buf, c->size);
+        cr_assert_eq(fopt_state_load(c->opt, buf, c->size), FOPT_SUCCESS, "re-sealed seed %llu: %s",
+                     (unsigned long long)seeds[i], fopt_last_error());
+        size_t n;
+        unsigned char *now = gt_save(c->opt, &n);
+        cr_assert_eq(memcmp(now, c->before, n), 0, "re-sealed seed %llu: the state changed", (unsigned long long)seeds[i]);
+        free(now);
+    }
     SEALED(h.tensor_count++, "tensor_count + 1");
     SEALED(h.tensor_count--, "tensor_count - 1");
     SEALED(h.tensor_count = UINT64_MAX, "tensor_count max");

@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 
+#include "checkpoint.h"
 #include "gpu_util.h"
 #include "multi_tensor.h"
 
@@ -258,6 +259,84 @@ Test(gpu_precision, state_copy_round_trips_every_slot_and_rejects_slots_not_kept
     gt_problem_free(p);
 }
 
+/* n plain steps of p's optimizer and its reference. */
+static void plain_steps_of(gt_problem *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        gt_new_grads(p);
+        FOPT_OK(fopt_step(p->opt, 0));
+        gt_ref_step(p, NULL);
+    }
+}
+
+/* fopt_state_copy of a slot opt does not keep for tensor k: FOPT_ERROR_INVALID_VALUE naming the
+ * slot, both ways, and nothing copied. */
+static void expect_not_kept(fopt_optimizer *opt, size_t k, fopt_slot slot, const char *name, const char *where)
+{
+    uint32_t buf[64], poison[64];
+    memset(poison, 0x5a, sizeof poison);
+    for (int into = 0; into < 2; into++) {
+        memcpy(buf, poison, sizeof buf);
+        fopt_status st = fopt_state_copy(opt, k, slot, buf, into != 0);
+        cr_expect_eq(st, FOPT_ERROR_INVALID_VALUE, "%s: tensor %zu slot %d (%s, %s): %s", where, k, (int)slot, name,
+                     into ? "in" : "out", fopt_status_string(st));
+        cr_expect(strstr(fopt_last_error(), name) != NULL, "%s: tensor %zu: the message does not name %s: %s", where,
+                  k, name, fopt_last_error());
+        cr_expect_eq(memcmp(buf, poison, sizeof buf), 0, "%s: tensor %zu: the buffer was written", where, k);
+    }
+}
+
+/* A kept slot of a tensor with no element in the optimizer: success, nothing copied. */
+static void expect_empty_copy(fopt_optimizer *opt, size_t k, fopt_slot slot, const char *where)
+{
+    uint32_t buf[4] = {0x5a5a5a5a, 0x5a5a5a5a, 0x5a5a5a5a, 0x5a5a5a5a};
+    FOPT_OK(fopt_state_copy(opt, k, slot, buf, false));
+    FOPT_OK(fopt_state_copy(opt, k, slot, buf, true));
+    cr_expect(buf[0] == 0x5a5a5a5a && buf[3] == 0x5a5a5a5a, "%s: tensor %zu: an empty copy wrote the buffer", where, k);
+}
+
+Test(gpu_precision, state_copy_of_a_slot_not_kept_is_an_error_naming_it_whatever_the_tensors_size)
+{
+    /* Issue 16: a slot the optimizer does not keep gave FOPT_SUCCESS for an empty tensor or one
+     * outside a shard's range, FOPT_ERROR_INVALID_VALUE otherwise. Kept or not depends on the
+     * config and the dtype only. */
+    const gt_spec spec[] = {{0, FOPT_FLOAT32, 0, 0}, {40, FOPT_FLOAT32, 0, 0}, {0, FOPT_BFLOAT16, 0, 0}, {48, FOPT_BFLOAT16, 0, 0}};
+    gt_cfg adam = gt_adam(); /* no amsgrad, no master weights */
+    gt_problem *p = gt_problem_make(&adam, spec, 4, 11, true);
+    fopt_optimizer *shard, *none; /* [0, 40): tensor 3 lies outside; [40, 40): no state byte */
+    FOPT_OK(fopt_adam_create_shard(&shard, &adam.a, p->dev, 4, 0, 40));
+    FOPT_OK(fopt_adam_create_shard(&none, &adam.a, p->dev, 4, 40, 40));
+    fopt_optimizer *const opts[3] = {p->opt, shard, none};
+    for (int o = 0; o < 3; o++) {
+        const char *where = o == 2 ? "shard [40, 40)" : o ? "shard [0, 40)" : "whole list";
+        for (size_t k = 0; k < 4; k++) {
+            expect_not_kept(opts[o], k, FOPT_SLOT_MAX_EXP_AVG_SQ, "max_exp_avg_sq", where);
+            expect_not_kept(opts[o], k, FOPT_SLOT_MASTER, "master", where);
+        }
+        expect_empty_copy(opts[o], 0, FOPT_SLOT_EXP_AVG, where);
+        expect_empty_copy(opts[o], 2, FOPT_SLOT_EXP_AVG_SQ, where);
+    }
+    expect_empty_copy(shard, 3, FOPT_SLOT_EXP_AVG, "shard [0, 40), tensor outside");
+    expect_empty_copy(none, 1, FOPT_SLOT_EXP_AVG_SQ, "shard [40, 40)");
+    fopt_destroy(shard);
+    fopt_destroy(none);
+    gt_problem_free(p);
+
+    /* RMSprop without momentum or centering; bf16 params with masters keep one, fp32 ones none */
+    gt_cfg rms = gt_rmsprop();
+    rms.r.momentum = 0.0;
+    rms.r.centered = false;
+    gt_precision(&rms)->master_weights = true;
+    p = gt_problem_make(&rms, spec, 4, 12, true);
+    for (size_t k = 0; k < 4; k++) {
+        expect_not_kept(p->opt, k, FOPT_SLOT_MOMENTUM_BUFFER, "momentum_buffer", "rmsprop");
+        expect_not_kept(p->opt, k, FOPT_SLOT_GRAD_AVG, "grad_avg", "rmsprop");
+    }
+    expect_not_kept(p->opt, 0, FOPT_SLOT_MASTER, "fp32 params keep no master", "rmsprop, empty fp32 tensor");
+    expect_empty_copy(p->opt, 2, FOPT_SLOT_MASTER, "rmsprop, empty bf16 tensor with a master");
+    gt_problem_free(p);
+}
+
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
 Test(gpu_precision, checkpoint_carries_the_master_and_a_restored_optimizer_continues_bit_for_bit)
@@ -364,4 +443,112 @@ Test(gpu_precision, checkpoint_of_other_precision_settings_is_rejected_even_at_t
     }
     for (size_t i = 0; i <= n; i++)
         gt_problem_free(p[i]);
+}
+
+/* Each precision setting on its own, over a list it acts on: the checkpoint is rejected, both
+ * ways, and the message names the setting and both values (issue 16: it gave "state dtype %u,
+ * flags %u"). state_dtype, master_weights and master_remainder change the state bytes;
+ * stochastic_rounding and seed change how the steps after the load round the bf16 params. */
+Test(gpu_precision, a_checkpoint_rejection_names_the_one_precision_setting_that_differs)
+{
+    const gt_spec bf16[] = {{37, FOPT_BFLOAT16, 0, 0}, {300, FOPT_BFLOAT16, 0, 1}};
+    const gt_spec fp16[] = {{37, FOPT_FLOAT16, 0, 0}, {300, FOPT_FLOAT32, 0, 1}};
+    const struct {
+        const char *name, *va, *vb;
+        const gt_spec *spec;
+        fopt_precision a, b;
+    } cases[] = {
+        {"precision.state_dtype", "FOPT_FLOAT32", "FOPT_BFLOAT16", bf16, {FOPT_FLOAT32, false, false, false, 0},
+         {FOPT_BFLOAT16, false, false, false, 0}},
+        {"precision.master_weights", "off", "on", fp16, {FOPT_FLOAT32, false, false, false, 0},
+         {FOPT_FLOAT32, true, false, false, 0}},
+        {"precision.master_remainder", "off", "on", bf16, {FOPT_FLOAT32, true, false, false, 0},
+         {FOPT_FLOAT32, true, false, true, 0}},
+        {"precision.stochastic_rounding", "off", "on", bf16, {FOPT_FLOAT32, false, false, false, 0},
+         {FOPT_FLOAT32, false, true, false, 0}},
+        {"precision.seed", "1", "2", bf16, {FOPT_FLOAT32, false, true, false, 1}, {FOPT_FLOAT32, false, true, false, 2}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        gt_cfg ca = gt_adam(), cb = gt_adam();
+        *gt_precision(&ca) = cases[c].a;
+        *gt_precision(&cb) = cases[c].b;
+        gt_problem *pa = gt_problem_make(&ca, cases[c].spec, 2, 21, true);
+        gt_problem *pb = gt_problem_make(&cb, cases[c].spec, 2, 21, true);
+        for (int dir = 0; dir < 2; dir++) {
+            gt_problem *from = dir ? pb : pa, *into = dir ? pa : pb;
+            plain_steps_of(from, 1);
+            size_t size;
+            unsigned char *ckpt = gt_save(from->opt, &size);
+            char why[96];
+            snprintf(why, sizeof why, "%s differs (%s)", cases[c].name, dir ? "b into a" : "a into b");
+            gt_expect_load_rejected(into->opt, ckpt, size, cases[c].name, why);
+            /* "<name> (...) is <checkpoint's> in the checkpoint, <this one's> in this optimizer" */
+            char values[96];
+            snprintf(values, sizeof values, "is %s in the checkpoint, %s in this optimizer", dir ? cases[c].vb : cases[c].va,
+                     dir ? cases[c].va : cases[c].vb);
+            cr_expect(strstr(fopt_last_error(), values) != NULL, "%s: the message does not give both values: %s", why,
+                      fopt_last_error());
+            free(ckpt);
+        }
+        gt_problem_free(pa);
+        gt_problem_free(pb);
+    }
+}
+
+/* Settings that act on no tensor of the list: the checkpoint loads, and the optimizer that loaded
+ * it continues exactly as the one that saved it (issue 16: such checkpoints were rejected). */
+Test(gpu_precision, a_checkpoint_loads_across_precision_settings_that_act_on_no_tensor_of_the_list)
+{
+    const gt_spec fp32[] = {{37, FOPT_FLOAT32, 0, 0}, {300, FOPT_FLOAT32, 0, 1}};
+    const gt_spec fp16[] = {{37, FOPT_FLOAT16, 0, 0}, {300, FOPT_FLOAT32, 0, 1}};
+    const gt_spec bf16[] = {{37, FOPT_BFLOAT16, 0, 0}, {300, FOPT_FLOAT32, 0, 1}};
+    const struct {
+        const char *why;
+        const gt_spec *spec;
+        fopt_precision a, b;
+    } cases[] = {
+        {"fp32 params, master_weights off and on", fp32, {FOPT_FLOAT32, false, false, false, 0},
+         {FOPT_FLOAT32, true, false, false, 0}},
+        {"fp32 params, master_weights with remainders and off", fp32, {FOPT_FLOAT32, true, false, true, 0},
+         {FOPT_FLOAT32, false, false, false, 0}},
+        {"fp32 params, stochastic_rounding on and off", fp32, {FOPT_FLOAT32, false, true, false, 3},
+         {FOPT_FLOAT32, false, false, false, 0}},
+        {"fp16 params, another seed without stochastic rounding", fp16, {FOPT_BFLOAT16, true, false, false, 1},
+         {FOPT_BFLOAT16, true, false, false, 7}},
+        {"bf16 params with masters, another seed", bf16, {FOPT_FLOAT32, true, false, false, 4},
+         {FOPT_FLOAT32, true, false, false, 5}},
+        {"bf16 params with remainders, another seed", bf16, {FOPT_FLOAT32, true, false, true, 0},
+         {FOPT_FLOAT32, true, false, true, 9}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        gt_cfg ca = gt_adamw(), cb = gt_adamw();
+        *gt_precision(&ca) = cases[c].a;
+        *gt_precision(&cb) = cases[c].b;
+        gt_problem *p = gt_problem_make(&ca, cases[c].spec, 2, 22, true);
+        plain_steps_of(p, 2);
+        size_t size;
+        unsigned char *ckpt = gt_save(p->opt, &size);
+        gt_snapshot at2, a4, b4;
+        gt_snapshot_take(&at2, p, NULL);
+        test_rng rng = p->rng;
+        plain_steps_of(p, 2);
+        gt_snapshot_take(&a4, p, p->opt);
+        gt_restore(p, &cb, &at2, ckpt, size); /* asserts the load */
+        p->rng = rng;
+        for (int s = 0; s < 2; s++) {
+            gt_new_grads(p);
+            FOPT_OK(fopt_step(p->opt, 0));
+        }
+        gt_snapshot_take(&b4, p, p->opt);
+        /* the headers keep each optimizer's own settings; the rest must be the same bytes */
+        cr_assert_eq(a4.size, b4.size, "%s", cases[c].why);
+        memset(a4.ckpt, 0, sizeof(state_header));
+        memset(b4.ckpt, 0, sizeof(state_header));
+        gt_snapshot_expect_equal(&b4, &a4, cases[c].why);
+        gt_snapshot_free(&at2);
+        gt_snapshot_free(&a4);
+        gt_snapshot_free(&b4);
+        free(ckpt);
+        gt_problem_free(p);
+    }
 }

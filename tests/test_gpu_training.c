@@ -639,27 +639,90 @@ Test(gpu_capture, captured_step_ex_with_clipping_norm_and_zero_grads_equals_eage
 
 Test(gpu_capture, synchronising_calls_are_refused_during_a_capture_on_the_emulated_device)
 {
-    /* The premise of the capture tests: a step that synchronised would fail to capture. */
+    /* The premise of the capture tests, and the header's rule ("CUDA graphs"): every call but the
+     * steps, fopt_grad_sq_sum and fopt_rebind synchronises or copies synchronously, so none is
+     * captured; inside a capture each fails and changes nothing. */
     if (!fopt_dev_emulated())
         cr_skip_test("a failed capture invalidates the stream on a real GPU");
     gt_cfg cfg = gt_adam();
     cfg.a.capturable = true;
     gt_problem *p = gt_problem_make(&cfg, capture_list, CAPTURE_COUNT, 2, true);
+    size_t size;
+    unsigned char *ckpt = gt_save(p->opt, &size), *out = calloc(size, 1); /* step 0: a load would show */
+    plain_steps(p, p->opt, 1);
+    gt_snapshot before;
+    gt_snapshot_take(&before, p, p->opt);
+    float *buf = calloc(capture_list[0].numel, sizeof *buf);
+    cr_assert(out && buf);
     cudaStream_t stream;
     CUDA_OK(fopt_dev_stream_create(&stream));
     CUDA_OK(fopt_dev_capture_begin(stream));
-    fopt_status lr = fopt_set_lr(p->opt, 1e-3); /* synchronises */
-    int64_t count = fopt_step_count(p->opt);     /* synchronises to read the device count */
+    fopt_optimizer *other = NULL;
+    const struct {
+        const char *call;
+        fopt_status st;
+    } calls[] = {
+        {"fopt_set_lr", fopt_set_lr(p->opt, 1e-3)},
+        {"fopt_set_group_lr", fopt_set_group_lr(p->opt, 1, 2e-3)},
+        {"fopt_set_group_weight_decay", fopt_set_group_weight_decay(p->opt, 0, 0.5)},
+        {"fopt_set_step_count", fopt_set_step_count(p->opt, 9)},
+        {"fopt_state_load", fopt_state_load(p->opt, ckpt, size)},
+        {"fopt_state_save", fopt_state_save(p->opt, out, size)},
+        {"fopt_state_copy in", fopt_state_copy(p->opt, 0, FOPT_SLOT_EXP_AVG, buf, true)},
+        {"fopt_state_copy out", fopt_state_copy(p->opt, 0, FOPT_SLOT_EXP_AVG, buf, false)},
+        {"fopt_adam_create", gt_create(&cfg, p->dev, CAPTURE_COUNT, &other)},
+    };
+    int64_t count = fopt_step_count(p->opt); /* synchronises to read the device count */
     fopt_status step = fopt_step(p->opt, stream);
     fopt_dev_graph *g = NULL;
     CUDA_OK(fopt_dev_capture_end(stream, &g));
-    cr_expect_eq(lr, FOPT_ERROR_CUDA, "fopt_set_lr synchronised inside a capture: %s", fopt_status_string(lr));
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+        cr_expect_eq(calls[i].st, FOPT_ERROR_CUDA, "%s inside a capture: %s", calls[i].call,
+                     fopt_status_string(calls[i].st));
+    cr_expect_null(other);
     cr_expect_eq(count, -1);
     cr_expect_eq(step, FOPT_SUCCESS, "%s", fopt_last_error());
     fopt_dev_graph_destroy(g);
+    gt_expect_snapshot(p, p->opt, &before, "nothing ran or changed during the capture");
     gt_check(p, p->opt, "nothing ran during the capture");
+    gt_snapshot_free(&before);
     CUDA_OK(fopt_dev_stream_destroy(stream));
+    free(ckpt);
+    free(out);
+    free(buf);
     gt_problem_free(p);
+}
+
+Test(gpu_capture, the_emulated_device_refuses_to_capture_a_copy_to_or_from_host_memory)
+{
+    /* A graph's copy reads and writes its pointers at every replay: host memory would have to
+     * outlive the graph. The emulated device refuses the capture, so that no library call can
+     * rely on one (issue 16: fopt_rebind captured a copy from a buffer it freed at once). */
+    if (!fopt_dev_emulated())
+        cr_skip_test("a property of the emulated device");
+    float host[4] = {1.0f, 2.0f, 3.0f, 4.0f}, back[4] = {0};
+    float *dev = gt_dev_alloc(8 * sizeof(float));
+    gt_upload(dev, host, sizeof host);
+    cudaStream_t stream;
+    CUDA_OK(fopt_dev_stream_create(&stream));
+    CUDA_OK(fopt_dev_capture_begin(stream));
+    cudaError_t h2d = fopt_dev_memcpy_async(dev, host, sizeof host, stream);
+    cudaError_t d2h = fopt_dev_memcpy_async(back, dev, sizeof back, stream);
+    cudaError_t d2d = fopt_dev_memcpy_async(dev + 4, dev, sizeof host, stream);
+    fopt_dev_graph *g = NULL;
+    CUDA_OK(fopt_dev_capture_end(stream, &g));
+    cr_expect_eq(h2d, cudaErrorStreamCaptureUnsupported, "host to device: %s", fopt_dev_error_name(h2d));
+    cr_expect_eq(d2h, cudaErrorStreamCaptureUnsupported, "device to host: %s", fopt_dev_error_name(d2h));
+    cr_expect_eq(d2d, cudaSuccess, "device to device: %s", fopt_dev_error_name(d2d));
+    CUDA_OK(fopt_dev_graph_launch(g, stream));
+    CUDA_OK(fopt_dev_stream_synchronize(stream));
+    gt_download(back, dev + 4, sizeof back);
+    cr_expect_eq(memcmp(back, host, sizeof host), 0, "the captured device copy did not replay");
+    /* outside a capture a host buffer is staged at once, as on a GPU */
+    CUDA_OK(fopt_dev_memcpy_async(dev, back, sizeof back, stream));
+    fopt_dev_graph_destroy(g);
+    CUDA_OK(fopt_dev_stream_destroy(stream));
+    fopt_dev_free(dev);
 }
 
 Test(gpu_capture, setting_one_groups_lr_or_weight_decay_keeps_the_other_groups_device_lr)
@@ -881,6 +944,56 @@ Test(gpu_rebind, a_graph_replayed_after_a_rebind_steps_the_new_addresses)
     fopt_dev_graph_destroy(graph);
     CUDA_OK(fopt_dev_stream_destroy(stream));
     gt_dev_opts_free(&d);
+    gt_problem_free(p);
+}
+
+Test(gpu_rebind, a_rebind_on_a_capturing_stream_is_refused_and_the_capture_goes_on)
+{
+    /* Issue 16: fopt_rebind copied the new entries to the device from a host buffer it freed
+     * before returning. Captured, the graph's copy read that freed buffer at every replay (ASan:
+     * heap-use-after-free in the emulated replay). The rule: a rebind is refused while its stream
+     * captures, before anything is enqueued; the graph goes on stepping the bound tensors. */
+    static const gt_spec three[] = {{5, FOPT_FLOAT32, 0, 0}, {300, FOPT_FLOAT32, 0, 1}, {64, FOPT_FLOAT32, 0, 0}};
+    gt_cfg cfg = gt_adam();
+    cfg.a.capturable = true;
+    gt_problem *p = gt_problem_make(&cfg, three, 3, 91, true);
+    gt_problem *q = gt_problem_make(&cfg, three, 3, 92, false); /* the rebind's tensors */
+    gt_snapshot q0;
+    gt_snapshot_take(&q0, q, NULL);
+    cudaStream_t stream;
+    CUDA_OK(fopt_dev_stream_create(&stream));
+    fopt_dev_graph *graph = NULL;
+    CUDA_OK(fopt_dev_capture_begin(stream));
+    fopt_status rb = fopt_rebind(p->opt, q->dev, 3, stream);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fopt_last_error());
+    fopt_status st = fopt_step(p->opt, stream);
+    cudaError_t end = fopt_dev_capture_end(stream, &graph);
+    cr_assert_eq(end, cudaSuccess, "the capture broke: %s", fopt_dev_error_string(end));
+    cr_expect_eq(rb, FOPT_ERROR_NOT_SUPPORTED, "fopt_rebind inside a capture: %s (%s)", fopt_status_string(rb), msg);
+    cr_expect(strstr(msg, "capturing") != NULL, "the message does not say why: %s", msg);
+    FOPT_OK(st);
+    for (int i = 0; i < 3; i++) {
+        gt_new_grads(p);
+        CUDA_OK(fopt_dev_graph_launch(graph, stream));
+        CUDA_OK(fopt_dev_stream_synchronize(stream));
+        gt_ref_step(p, NULL);
+    }
+    gt_check(p, p->opt, "replays after the refused rebind");
+    gt_expect_snapshot(q, NULL, &q0, "the refused rebind's tensors");
+    /* the same rebind outside the capture is what a replay needs: the graph then steps q */
+    FOPT_OK(fopt_rebind(p->opt, q->dev, 3, stream));
+    gt_new_grads(q);
+    CUDA_OK(fopt_dev_graph_launch(graph, stream));
+    CUDA_OK(fopt_dev_stream_synchronize(stream));
+    gt_snapshot q1;
+    gt_snapshot_take(&q1, q, NULL);
+    cr_expect_neq(memcmp(q1.params, q0.params, q0.param_bytes), 0, "the replay after the rebind did not step q");
+    gt_snapshot_free(&q1);
+    gt_snapshot_free(&q0);
+    fopt_dev_graph_destroy(graph);
+    CUDA_OK(fopt_dev_stream_destroy(stream));
+    gt_problem_free(q);
     gt_problem_free(p);
 }
 

@@ -151,6 +151,44 @@ Test(optimizer_args, create_without_a_device_says_no_device)
     cr_expect_eq(out, SENTINEL);
 }
 
+/* Issue 16: without any CUDA driver the runtime answers cudaErrorInsufficientDriver, and the
+ * message said "CUDA driver version is insufficient for CUDA runtime version", sending the user to
+ * upgrade a driver that does not exist. In the CUDA build this runs on a machine without a device
+ * (the CI machine has no driver at all); the emulated build removes its driver. */
+Test(optimizer_args, create_without_a_cuda_driver_says_no_cuda_driver_or_device)
+{
+    if (fopt_dev_emulated())
+        fopt_emu_set_driver_version(0);
+    else if (test_have_cuda_device())
+        cr_skip_test("a CUDA device is present");
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
+    fopt_optimizer *out;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
+    cr_expect_eq(out, SENTINEL);
+    const char *msg = fopt_last_error();
+    cr_expect(strstr(msg, "no CUDA driver or device") != NULL, "message: %s", msg);
+    cr_expect(strstr(msg, "insufficient") == NULL, "the message sends the user to upgrade a driver: %s", msg);
+}
+
+Test(optimizer_args, create_with_a_driver_older_than_the_runtime_names_both_versions)
+{
+    if (!fopt_dev_emulated())
+        cr_skip_test("the emulated driver's version can be set");
+    fopt_emu_set_driver_version(11040);
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
+    fopt_optimizer *out;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
+    cr_expect(strstr(fopt_last_error(), "CUDA driver (11.4) is older than the CUDA runtime") != NULL, "message: %s",
+              fopt_last_error());
+    fopt_emu_set_driver_version(CUDART_VERSION);
+    fopt_emu_set_device_count(0); /* a driver, no device */
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
+    cr_expect(strstr(fopt_last_error(), "no CUDA driver or device (the CUDA driver reports no device)") != NULL,
+              "message: %s", fopt_last_error());
+}
+
 Test(optimizer_args, null_optimizer_is_handled_by_every_call)
 {
     char buf[16];

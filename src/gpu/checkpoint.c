@@ -5,9 +5,12 @@
  * its precision settings, the tensor list (count, and a hash of each tensor's numel, dtype and
  * group), the range of the list's elements it holds (a shard's; [0, total) otherwise), the step
  * count and every group's lr and weight decay; a checksum covers the header and the payload, so
- * any truncation, bit flip or edit is rejected before anything changes. */
+ * any truncation, bit flip or edit is rejected before anything changes. The header keeps the
+ * precision settings as given; a load compares them as they act on the tensor list
+ * (precision_acting), so that settings no tensor uses do not refuse a checkpoint. */
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +103,77 @@ fail:
     return status;
 }
 
+/* The precision settings as they act on the optimizer's tensor list: a setting that no tensor of
+ * the list uses reads as off, so that checkpoints compare only what changes the state bytes
+ * (state_dtype; master_weights where fp16/bf16 params are, master_remainder where bf16 params
+ * are) or the steps (stochastic_rounding and its seed where bf16 params without masters are). */
+static fopt_precision precision_acting(const fopt_optimizer *opt, fopt_precision p)
+{
+    bool has16 = false, has_bf16 = false;
+    for (size_t k = 0; k < opt->tensor_count; k++) {
+        has16 |= opt->entries[k].storage[FOPT_TS_PARAM] != FOPT_ST_F32;
+        has_bf16 |= opt->entries[k].storage[FOPT_TS_PARAM] == FOPT_ST_BF16;
+    }
+    p.stochastic_rounding = p.stochastic_rounding && !p.master_weights && has_bf16;
+    p.master_remainder = p.master_remainder && p.master_weights && has_bf16;
+    p.master_weights = p.master_weights && has16;
+    if (!p.stochastic_rounding)
+        p.seed = 0;
+    return p;
+}
+
+/* A precision setting's value as the message shows it: a dtype, on/off, or the seed. */
+static void setting_text(const char *name, uint64_t v, char *out, size_t n)
+{
+    if (strcmp(name, "state_dtype") == 0)
+        snprintf(out, n, "%s", v == FOPT_FLOAT32 ? "FOPT_FLOAT32" : v == FOPT_BFLOAT16 ? "FOPT_BFLOAT16" : "unknown");
+    else if (strcmp(name, "seed") == 0)
+        snprintf(out, n, "%" PRIu64, v);
+    else
+        snprintf(out, n, "%s", v ? "on" : "off");
+}
+
+/* FOPT_ERROR_INVALID_VALUE naming the first setting acting on the list that differs between the
+ * checkpoint h and the optimizer, with both values. */
+static fopt_status precision_compare(const fopt_optimizer *opt, const state_header *h)
+{
+    fopt_precision c;
+    memset(&c, 0, sizeof c);
+    c.state_dtype = (fopt_dtype)h->state_dtype;
+    c.master_weights = h->precision & 1u;
+    c.master_remainder = h->precision >> 1 & 1u;
+    c.stochastic_rounding = h->precision >> 2 & 1u;
+    c.seed = h->seed;
+    /* settings no optimizer can have (fopt_precision_config_check) are not ignored as inactive */
+    if ((h->precision & ~7u) != 0 || (c.master_remainder && !c.master_weights) ||
+        (c.stochastic_rounding && c.master_weights))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint with invalid precision settings (flags %#x)",
+                         (unsigned)h->precision);
+    c = precision_acting(opt, c);
+    const fopt_precision m = precision_acting(opt, *fopt_cfg_precision(opt->d, &opt->cfg));
+    const struct {
+        const char *name, *what;
+        uint64_t ckpt, mine;
+    } set[] = {
+        {"state_dtype", "the storage of every state", (uint64_t)c.state_dtype, (uint64_t)m.state_dtype},
+        {"master_weights", "the fp16/bf16 params' master copies", c.master_weights, m.master_weights},
+        {"master_remainder", "the bf16 params' master copies", c.master_remainder, m.master_remainder},
+        {"stochastic_rounding", "how the bf16 params are rounded", c.stochastic_rounding, m.stochastic_rounding},
+        {"seed", "the bf16 params' stochastic rounding", c.seed, m.seed},
+    };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        if (set[i].ckpt == set[i].mine)
+            continue;
+        char a[32], b[32];
+        setting_text(set[i].name, set[i].ckpt, a, sizeof a);
+        setting_text(set[i].name, set[i].mine, b, sizeof b);
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "checkpoint with other precision settings: precision.%s (%s) is %s in the checkpoint, "
+                         "%s in this optimizer", set[i].name, set[i].what, a, b);
+    }
+    return FOPT_SUCCESS;
+}
+
 fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t size)
 {
     if (!opt || !host_buf)
@@ -113,24 +187,24 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
     if (h.version != FOPT_VERSION_NUMBER)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint from library version %u, this is %u",
                          h.version, (unsigned)FOPT_VERSION_NUMBER);
-    const fopt_precision *pr = fopt_cfg_precision(opt->d, &opt->cfg);
     if (h.kind != (uint32_t)opt->d->kind || h.states != opt->plan.states)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "checkpoint from another optimizer or variant (kind %u states %u, this is kind %d states %u)",
                          h.kind, h.states, (int)opt->d->kind, opt->plan.states);
-    if (h.state_dtype != (uint32_t)pr->state_dtype || h.precision != precision_bits(pr) || h.seed != pr->seed)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                         "checkpoint with other precision settings (state dtype %u, flags %u)", h.state_dtype,
-                         h.precision);
-    if (h.tensor_count == opt->tensor_count && h.list_hash == opt->list_hash &&
-        (h.shard_begin != opt->shard_begin || h.shard_end != opt->shard_end))
+    if (h.tensor_count != opt->tensor_count || h.list_hash != opt->list_hash || h.group_count != opt->group_count)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint over another tensor list");
+    if (h.shard_begin != opt->shard_begin || h.shard_end != opt->shard_end)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "checkpoint holds elements [%" PRIu64 ", %" PRIu64 ") of the list; this optimizer "
                          "holds [%" PRIu64 ", %" PRIu64 ")", h.shard_begin, h.shard_end, opt->shard_begin,
                          opt->shard_end);
-    if (h.tensor_count != opt->tensor_count || h.list_hash != opt->list_hash ||
-        h.state_bytes != opt->plan.state_bytes || h.group_count != opt->group_count)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint over another tensor list");
+    /* the same list: the same dtypes, so the same settings act on both */
+    fopt_status status = precision_compare(opt, &h);
+    if (status != FOPT_SUCCESS)
+        return status;
+    if (h.state_bytes != opt->plan.state_bytes)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint of %" PRIu64 " state bytes; this optimizer has %zu",
+                         h.state_bytes, opt->plan.state_bytes);
     if (size - sizeof h < h.state_bytes)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint is truncated");
     const unsigned char *payload = (const unsigned char *)host_buf + sizeof h;
@@ -143,8 +217,7 @@ fopt_status fopt_state_load(fopt_optimizer *opt, const void *host_buf, size_t si
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "checkpoint has an invalid lr or weight decay (group %u)", g);
 
     fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
-    if (status != FOPT_SUCCESS)
+    if ((status = fopt_device_enter(opt, &scope)) != FOPT_SUCCESS)
         return status;
     fopt_device_hparams hp;
     memset(&hp, 0, sizeof hp);
@@ -178,6 +251,28 @@ fail:
     return status;
 }
 
+/* The state a slot holds, in PyTorch's names. */
+static const char *slot_name(fopt_kind kind, fopt_slot slot)
+{
+    static const char *const adam[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+    static const char *const rmsprop[] = {"square_avg", "momentum_buffer", "grad_avg"};
+    if (slot == FOPT_SLOT_MASTER)
+        return "master copy";
+    return kind == FOPT_KIND_ADAM ? adam[slot] : rmsprop[slot];
+}
+
+/* Why a slot is not kept for a tensor: the setting that would keep it. */
+static const char *slot_reason(const fopt_optimizer *opt, size_t tensor, fopt_slot slot)
+{
+    if (slot != FOPT_SLOT_MASTER)
+        return opt->d->kind == FOPT_KIND_ADAM ? ": Adam keeps it with amsgrad"
+               : slot == FOPT_SLOT_MOMENTUM_BUFFER ? ": RMSprop keeps it with momentum > 0"
+                                                   : ": RMSprop keeps it when centered";
+    if (opt->entries[tensor].storage[FOPT_TS_PARAM] == FOPT_ST_F32)
+        return ": fp32 params keep no master copy";
+    return ": precision.master_weights is off";
+}
+
 fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf, bool into_optimizer)
 {
     if (!opt || !buf)
@@ -188,9 +283,15 @@ fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, 
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "unknown slot %d", (int)slot);
     const fopt_tensor_entry *e = &opt->entries[tensor];
     void *dev = e->slot[slot]; /* fopt_slot numbers the first slots of an entry (FOPT_TS_*) */
-    if (!dev && e->numel > 0)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no state in slot %d",
-                         tensor, (int)slot);
+    /* Kept or not by the config and the dtype, not by the pointer, which is NULL where the
+     * optimizer holds no state byte at all (a shard of an empty range): one answer whatever the
+     * tensor's size, also 0 or outside a shard's range. */
+    const fopt_precision *pr = fopt_cfg_precision(opt->d, &opt->cfg);
+    const bool kept = slot == FOPT_SLOT_MASTER ? pr->master_weights && e->storage[FOPT_TS_PARAM] != FOPT_ST_F32
+                                               : (opt->plan.states >> slot & 1u) != 0;
+    if (!kept)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no %s (slot %d)%s", tensor,
+                         slot_name(opt->d->kind, slot), (int)slot, slot_reason(opt, tensor, slot));
     size_t bytes = (size_t)e->numel * fopt_storage_bytes((fopt_storage)e->storage[slot]);
     return into_optimizer ? fopt_sync_copy(opt, dev, buf, bytes) : fopt_sync_copy(opt, buf, dev, bytes);
 }

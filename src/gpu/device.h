@@ -40,6 +40,10 @@ typedef enum fopt_mem_kind { FOPT_MEM_HOST = 0, FOPT_MEM_DEVICE = 1, FOPT_MEM_MA
 
 FOPT_DEV_API int fopt_dev_emulated(void); /* 1 in the emulated build */
 FOPT_DEV_API cudaError_t fopt_dev_count(int *count);
+/* The versions of the CUDA driver and of the runtime (cudaDriverGetVersion,
+ * cudaRuntimeGetVersion: 1000 * major + 10 * minor); *driver is 0 when no CUDA driver is
+ * installed. */
+FOPT_DEV_API cudaError_t fopt_dev_versions(int *driver, int *runtime);
 FOPT_DEV_API cudaError_t fopt_dev_get(int *device);
 FOPT_DEV_API cudaError_t fopt_dev_set(int device);
 /* Multiprocessors of a device (for sizing grids). */
@@ -53,7 +57,11 @@ FOPT_DEV_API cudaError_t fopt_dev_free(void *ptr);
  * device to device (the CUDA backend waits for the device). */
 FOPT_DEV_API cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes);
 FOPT_DEV_API cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes);
-/* In stream order. A host source may be reused when the call returns (pageable staging). */
+/* In stream order. A host source may be reused when the call returns (pageable staging), but not
+ * under a capture: a graph's copy reads (or writes) its host memory at every replay, when a
+ * temporary buffer is long gone. The emulated device refuses such a capture
+ * (cudaErrorStreamCaptureUnsupported) so that no library call can rely on one; the library
+ * captures kernel launches only, whose arguments the graph keeps by value. */
 FOPT_DEV_API cudaError_t fopt_dev_memcpy_async(void *dst, const void *src, size_t bytes, cudaStream_t stream);
 FOPT_DEV_API cudaError_t fopt_dev_memset_async(void *ptr, int value, size_t bytes, cudaStream_t stream);
 FOPT_DEV_API cudaError_t fopt_dev_synchronize(void);
@@ -70,6 +78,9 @@ FOPT_DEV_API const char *fopt_dev_error_name(cudaError_t err);
 /* Graph capture of one stream's work (for capturable steps and their tests). */
 typedef struct fopt_dev_graph fopt_dev_graph;
 FOPT_DEV_API cudaError_t fopt_dev_capture_begin(cudaStream_t stream);
+/* *capturing = 1 when work enqueued on `stream` now would be captured (cudaStreamIsCapturing:
+ * active or invalidated), else 0. Not a countable call. */
+FOPT_DEV_API cudaError_t fopt_dev_stream_capturing(cudaStream_t stream, int *capturing);
 FOPT_DEV_API cudaError_t fopt_dev_capture_end(cudaStream_t stream, fopt_dev_graph **graph);
 FOPT_DEV_API cudaError_t fopt_dev_graph_launch(fopt_dev_graph *graph, cudaStream_t stream);
 FOPT_DEV_API void fopt_dev_graph_destroy(fopt_dev_graph *graph);
@@ -83,8 +94,12 @@ FOPT_DEV_API void fopt_emu_fail_at(long n);
 FOPT_DEV_API long fopt_emu_calls(void);
 FOPT_DEV_API long long fopt_emu_live_bytes(void);
 /* fopt_emu_set_device_count(n): how many devices the emulated runtime reports (1 at start; 0
- * emulates a machine without a GPU). */
+ * emulates a machine without a GPU: cudaErrorNoDevice). */
 FOPT_DEV_API void fopt_emu_set_device_count(int n);
+/* fopt_emu_set_driver_version(v): the CUDA driver version the emulated runtime reports (the
+ * runtime's at start); 0 emulates a machine without a CUDA driver, and any version below the
+ * runtime's makes fopt_dev_count fail with cudaErrorInsufficientDriver, as the CUDA runtime does. */
+FOPT_DEV_API void fopt_emu_set_driver_version(int v);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,13 @@
 
 int fopt_dev_emulated(void) { return 0; }
 cudaError_t fopt_dev_count(int *count) { return cudaGetDeviceCount(count); }
+
+cudaError_t fopt_dev_versions(int *driver, int *runtime)
+{
+    *driver = *runtime = 0;
+    cudaError_t err = cudaDriverGetVersion(driver);
+    return err == cudaSuccess ? cudaRuntimeGetVersion(runtime) : err;
+}
 cudaError_t fopt_dev_get(int *device) { return cudaGetDevice(device); }
 cudaError_t fopt_dev_set(int device) { return cudaSetDevice(device); }
 
@@ -85,6 +92,14 @@ cudaError_t fopt_dev_capture_begin(cudaStream_t stream)
     return cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
 }
 
+cudaError_t fopt_dev_stream_capturing(cudaStream_t stream, int *capturing)
+{
+    enum cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    cudaError_t err = cudaStreamIsCapturing(stream, &st);
+    *capturing = err == cudaSuccess && st != cudaStreamCaptureStatusNone;
+    return err;
+}
+
 cudaError_t fopt_dev_capture_end(cudaStream_t stream, fopt_dev_graph **graph)
 {
     fopt_dev_graph *g = calloc(1, sizeof *g);
@@ -126,4 +141,5 @@ void fopt_emu_fail_at(long n) { (void)n; }
 long fopt_emu_calls(void) { return -1; }
 long long fopt_emu_live_bytes(void) { return -1; }
 void fopt_emu_set_device_count(int n) { (void)n; }
+void fopt_emu_set_driver_version(int v) { (void)v; }
 #endif

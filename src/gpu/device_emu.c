@@ -7,7 +7,8 @@
  * once, in order; a kernel runs its __host__ __device__ body over every block and thread on the
  * calling thread. A stream under capture records its work instead, and a graph replays it. Any
  * synchronising call while a capture is open fails, as CUDA's does, so a capturable step that
- * synchronises is caught here too. */
+ * synchronises is caught here too; so does a captured copy to or from host memory, which a replay
+ * would read or write long after the call that enqueued it returned (device.h). */
 #ifdef FOPT_DEVICE_EMULATION
 #include <pthread.h>
 #include <stdlib.h>
@@ -80,12 +81,24 @@ static const block *find(const void *ptr)
 int fopt_dev_emulated(void) { return 1; }
 
 static int g_device_count = 1;
+static int g_driver_version = CUDART_VERSION;
 void fopt_emu_set_device_count(int n) { g_device_count = n; }
+void fopt_emu_set_driver_version(int v) { g_driver_version = v; }
 
 cudaError_t fopt_dev_count(int *count)
 {
+    *count = 0;
+    if (g_driver_version < CUDART_VERSION) /* none, or older than the runtime */
+        return cudaErrorInsufficientDriver;
     *count = g_device_count;
     return g_device_count > 0 ? cudaSuccess : cudaErrorNoDevice;
+}
+
+cudaError_t fopt_dev_versions(int *driver, int *runtime)
+{
+    *driver = g_driver_version;
+    *runtime = CUDART_VERSION;
+    return cudaSuccess;
 }
 
 static int g_current;
@@ -244,13 +257,24 @@ static cudaError_t sync_op(void *dst, const void *src, int value, size_t bytes)
 cudaError_t fopt_dev_memcpy(void *dst, const void *src, size_t bytes) { return sync_op(dst, src, 0, bytes); }
 cudaError_t fopt_dev_memset(void *ptr, int value, size_t bytes) { return sync_op(ptr, NULL, value, bytes); }
 
+static int is_device_memory(const void *ptr)
+{
+    pthread_mutex_lock(&g_lock);
+    int dev = find(ptr) != NULL;
+    pthread_mutex_unlock(&g_lock);
+    return dev;
+}
+
 cudaError_t fopt_dev_memcpy_async(void *dst, const void *src, size_t bytes, cudaStream_t stream)
 {
     if (injected_failure())
         return cudaErrorUnknown;
+    /* A captured copy reads its source at every replay, as CUDA's does: a host buffer would have
+     * to outlive the graph, which a temporary never does. Refused (device.h). */
+    if (g_capture_open && stream == g_capturing && bytes > 0 && (!is_device_memory(dst) || !is_device_memory(src)))
+        return cudaErrorStreamCaptureUnsupported;
     int recorded;
     op o = {OP_COPY, {0}, NULL, dst, src, bytes, 0};
-    /* a captured copy reads its source at replay, as CUDA's does: the caller keeps it alive */
     cudaError_t err = record(stream, o, &recorded);
     return err != cudaSuccess || recorded ? err : run_op(&o);
 }
@@ -329,6 +353,12 @@ cudaError_t fopt_dev_capture_begin(cudaStream_t stream)
     return cudaSuccess;
 }
 
+cudaError_t fopt_dev_stream_capturing(cudaStream_t stream, int *capturing)
+{
+    *capturing = g_capture_open && stream == g_capturing;
+    return cudaSuccess;
+}
+
 cudaError_t fopt_dev_capture_end(cudaStream_t stream, fopt_dev_graph **graph)
 {
     if (!g_capture_open || stream != g_capturing)
@@ -368,6 +398,8 @@ const char *fopt_dev_error_name(cudaError_t err)
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     default: return "cudaErrorUnknown";
     }
 }
@@ -380,6 +412,8 @@ const char *fopt_dev_error_string(cudaError_t err)
     case cudaErrorLaunchFailure: return "unspecified launch failure (injected, emulated device)";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorUnknown: return "unknown error (injected, emulated device)";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     default: return "error (emulated device)";
     }
 }

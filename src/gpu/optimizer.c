@@ -189,6 +189,29 @@ static void hparams_image(const fopt_optimizer *opt, fopt_device_hparams *hp)
     memcpy(hp->wd, opt->wd, sizeof hp->wd);
 }
 
+/* Why the device count failed or is 0, for FOPT_ERROR_NO_DEVICE. The runtime answers a machine
+ * without any CUDA driver with cudaErrorInsufficientDriver ("driver version is insufficient"),
+ * which would send the user to upgrade a driver that does not exist: the driver's version, 0 when
+ * none is installed, tells that case from a driver that is really too old. */
+static fopt_status no_device(cudaError_t err)
+{
+    (void)fopt_dev_last_error();
+    int driver = 0, runtime = 0;
+    if (fopt_dev_versions(&driver, &runtime) != cudaSuccess)
+        driver = runtime = 0;
+    (void)fopt_dev_last_error();
+    if (err == cudaErrorInsufficientDriver && driver > 0)
+        return fopt_fail(FOPT_ERROR_NO_DEVICE,
+                         "no usable CUDA device: the CUDA driver (%d.%d) is older than the CUDA runtime "
+                         "this library uses (%d.%d); update the driver", driver / 1000, driver % 1000 / 10,
+                         runtime / 1000, runtime % 1000 / 10);
+    if (err == cudaSuccess || err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
+        return fopt_fail(FOPT_ERROR_NO_DEVICE, "no CUDA driver or device (%s)",
+                         driver == 0 ? "no CUDA driver is installed" : "the CUDA driver reports no device");
+    return fopt_fail(FOPT_ERROR_NO_DEVICE, "no usable CUDA device (%s: %s)", fopt_dev_error_name(err),
+                     fopt_dev_error_string(err));
+}
+
 fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt_any_config *cfg,
                             const fopt_tensor *tensors, size_t count, const uint64_t *range)
 {
@@ -211,11 +234,8 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
 
     int devices = 0;
     cudaError_t err = fopt_dev_count(&devices);
-    if (err != cudaSuccess || devices == 0) {
-        (void)fopt_dev_last_error();
-        return fopt_fail(FOPT_ERROR_NO_DEVICE, "no usable CUDA device (%s)",
-                         err != cudaSuccess ? fopt_dev_error_string(err) : "device count is 0");
-    }
+    if (err != cudaSuccess || devices == 0)
+        return no_device(err);
     int device = 0, sms = 0;
     if ((err = fopt_dev_get(&device)) != cudaSuccess)
         return fopt_cuda_fail(err, "cudaGetDevice", __FILE__, __LINE__);
@@ -406,7 +426,9 @@ static void prologue_fill(const fopt_optimizer *opt, fopt_prologue_args *p, cons
 }
 
 /* Enqueues the statistics kernel: global sum of squares (or the caller's), norm, inf/NaN flag,
- * clip coefficient; with `prologue`, also the device-side derivation of the step's scalars. */
+ * clip coefficient; with `prologue`, also the device-side derivation of the step's scalars. The
+ * caller's grad_norm and found_inf are written by the step's last launch (a step launch, or this
+ * one when no step launch follows), so that a step that fails to launch writes neither. */
 static cudaError_t launch_stats(const fopt_optimizer *opt, const fopt_step_options *o, int prologue,
                                 double *sq_sum_out, const float *grad_scale, cudaStream_t stream)
 {
@@ -423,8 +445,9 @@ static cudaError_t launch_stats(const fopt_optimizer *opt, const fopt_step_optio
     a.max_grad_norm = o ? o->max_grad_norm : 0.0;
     a.stats_out = fopt_work_stats(opt);
     a.sq_sum_out = sq_sum_out;
-    a.grad_norm_out = o ? o->grad_norm : NULL;
-    a.found_inf_out = o ? o->found_inf : NULL;
+    const int last = opt->plan.step_chunks == 0;
+    a.grad_norm_out = o && last ? o->grad_norm : NULL;
+    a.found_inf_out = o && last ? o->found_inf : NULL;
     a.check_inf = o && o->found_inf;
     if (prologue)
         prologue_fill(opt, &a.prologue, fopt_work_stats(opt));
@@ -487,8 +510,11 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
         if (opt->plan.class_count[c] == 0)
             continue;
         a->table = fopt_step_table(opt, c);
-        /* the device count advances with the last launch: if a launch fails, it has not moved */
+        /* the device count and the caller's outputs change with the last launch: if a launch
+         * fails, they have not */
         a->step_out = device_step && c == last_class ? &fopt_work_hparams(opt)->step : NULL;
+        a->grad_norm_out = opts && c == last_class ? opts->grad_norm : NULL;
+        a->found_inf_out = opts && c == last_class ? opts->found_inf : NULL;
         cudaError_t err = fopt_dev_launch(&opt->step_kernel[c], a, stream);
         if (err != cudaSuccess) {
             free(a);
@@ -657,6 +683,25 @@ fopt_status fopt_set_step_count(fopt_optimizer *opt, int64_t step)
 
 /* ---- rebinding ------------------------------------------------------------------------------ */
 
+/* fopt_rebind copies the new entries from a temporary host buffer. A graph captures a copy as a
+ * pointer to its source, read at every replay, long after the buffer is freed; so the rebind is
+ * refused while `stream` captures, before anything is enqueued (the capture goes on unharmed).
+ * A graph reads the entries from the table in device memory when it replays, so a rebind before
+ * or after the capture is what a graph needs. */
+static fopt_status refuse_capture(cudaStream_t stream)
+{
+    int capturing = 0;
+    cudaError_t err = fopt_dev_stream_capturing(stream, &capturing);
+    if (err != cudaSuccess)
+        return fopt_cuda_fail(err, "cudaStreamIsCapturing", __FILE__, __LINE__);
+    if (capturing)
+        return fopt_fail(FOPT_ERROR_NOT_SUPPORTED,
+                         "fopt_rebind on a stream that is capturing a CUDA graph: a rebind cannot be "
+                         "captured; rebind outside the capture (a replayed graph steps the addresses "
+                         "bound when it replays)");
+    return FOPT_SUCCESS;
+}
+
 fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t count, cudaStream_t stream)
 {
     if (!opt || !tensors)
@@ -681,6 +726,8 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
     if (status != FOPT_SUCCESS)
         return status;
     fopt_tensor_entry *next = NULL;
+    if ((status = refuse_capture(stream)) != FOPT_SUCCESS)
+        goto fail;
     if ((status = fopt_check_device_tensors(tensors, count, opt->device)) != FOPT_SUCCESS)
         goto fail;
     next = malloc(count * sizeof *next);
@@ -692,7 +739,8 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
     for (size_t k = 0; k < count; k++)
         fopt_entry_bind(&next[k], &tensors[k]); /* a shard's entries: their part of the tensor */
     /* In stream order: steps enqueued before read the old entries, later ones the new. The host
-     * buffer is staged before the call returns (pageable memory), so it can go at once. */
+     * buffer is staged before the call returns (pageable memory, and no capture: see
+     * refuse_capture), so it can go at once. */
     FOPT_CUDA_TRY(fopt_dev_memcpy_async(opt->table_mem, next, count * sizeof *next, stream));
     memcpy(opt->entries, next, count * sizeof *next);
     free(next);
