@@ -254,7 +254,6 @@ def analyse_loop(ins, lo, hi, config):
         blocks.append((s, e))
     block_at = {s: k for k, (s, e) in enumerate(blocks)}
     inv = invariant_regs(body)
-    has = lambda k, pat: any(pat in (x[2] + ' ' + x[3]) for x in body[blocks[k][0]:blocks[k][1]])
     cold = [any(x[2].startswith('CALL') for x in body[s:e]) for (s, e) in blocks]
     END = len(blocks)
     succ = []
@@ -285,6 +284,15 @@ def analyse_loop(ins, lo, hi, config):
     def region_text(k_from, k_to):
         k_to = END if k_to == 'out' else k_to
         return ' '.join(x[2] + ' ' + x[3] for (s, e) in blocks[k_from:k_to] for x in body[s:e])
+    # option branches that skip a division (FCHK): the grad scale's; one nested in another picks
+    # between multiplying by the inverse of a power-of-two scale and dividing
+    fchk_options = []
+    for k, (s, e) in enumerate(blocks):
+        a, pred, op, operands = body[e - 1]
+        t = target_of(operands)
+        if op == 'BRA' and pred and t is not None and t > a and def_invariant(body, inv, e - 1, pred.lstrip('@!')):
+            if 'FCHK' in ' '.join(x[2] for x in body[e:addr_index.get(t, len(body))]):
+                fchk_options.append((a, t))
     for k in range(END - 1, -1, -1):
         s, e = blocks[k]
         if cold[k]:
@@ -299,7 +307,6 @@ def analyse_loop(ins, lo, hi, config):
             a, pred, op, operands = body[e - 1]
             pr = pred.lstrip('@!')
             (kf, nf), (kt, nt) = opts
-            lo_k, hi_k = (k + 1, nt) if nt != END else (k + 1, END)
             skipped = region_text(k + 1, nt if nt != END else END)
             if pr and def_invariant(body, inv, e - 1, pr):
                 # an option: which side runs when it is on (the longer one)
@@ -307,6 +314,8 @@ def analyse_loop(ins, lo, hi, config):
                 shorter = min(opts, key=lambda o: best[o[1]])
                 if '0x7feb352d' in skipped:
                     on = config.get('sr', False)
+                elif 'FCHK' in skipped and any(a0 < body[e - 1][0] < t0 for (a0, t0) in fchk_options):
+                    on = config.get('scale_div', False)  # the division for a scale not a power of two
                 elif 'FCHK' in skipped:
                     on = config.get('scale', False)
                 else:
@@ -382,11 +391,12 @@ for mangled in order:
         short = name.replace('void ', '').replace('(anonymous namespace)::', '').split('(fopt_step_args')[0]
         if (kind['variant'], kind['mode']) in listed and listed[(kind['variant'], kind['mode'])] != kind['bytes']:
             mismatches.append('%s %s: %d here, %d in fopt_bench --list-bytes' % (kind['variant'], kind['mode'], kind['bytes'], listed[(kind['variant'], kind['mode'])]))
-        configs = [('plain', {'sr': True}), ('ex', {'sr': True, 'scale': True})]
+        configs = [('plain', {'sr': True}), ('ex', {'sr': True, 'scale': True}),
+                   ('ex_div', {'sr': True, 'scale': True, 'scale_div': True})]
         if kind['sr_kernel']:
             configs.append(('rn', {'sr': False}))
         for cname, cfg in configs:
-            mode = kind['mode'] if cname != 'rn' else 'bf16_bf16_states_nearest'
+            mode = 'bf16_bf16_states_nearest' if (cname, kind['mode']) == ('rn', 'bf16_sr') else kind['mode']
             rows.append((short, kind['variant'], mode, cname, kind['elems'], kind['bytes'], lo, hi, cfg, ins))
     elif 'stats_kernel' in name:
         seen = set()
@@ -400,7 +410,20 @@ for mangled in order:
             seen.add((lo, hi))
             txt = ' '.join(x[2] for x in ins[lo:hi + 1])
             g = 'f32' if max(w) == 128 else 'f16' if 'HADD2.F32' in txt else 'bf16'
-            for cname, cfg in (('plain', {}), ('ex', {'scale': True})):
+            # one loop per scale kind (none, power of two, other), or one with a branch per element
+            body = ins[lo:hi + 1]
+            inv = invariant_regs(body)
+            runtime = 'FCHK' in txt and any(x[2] == 'BRA' and x[1] and def_invariant(body, inv, i, x[1].lstrip('@!'))
+                                            for i, x in enumerate(body))
+            if runtime:
+                kinds = (('plain', {}), ('ex', {'scale': True}), ('ex_div', {'scale': True}))
+            elif 'FCHK' in txt:
+                kinds = (('ex_div', {}),)
+            elif 'FMUL' in txt:
+                kinds = (('ex', {}),)
+            else:
+                kinds = (('plain', {}),)
+            for cname, cfg in kinds:
                 rows.append(('stats_kernel[%s grads]' % g, 'stats', g, cname, 32, 4 if g == 'f32' else 2, lo, hi, cfg, ins))
 
 fields = ['kernel', 'variant', 'mode', 'config', 'elems_per_iter', 'bytes_per_elem', 'loop_static_instr',
