@@ -21,9 +21,12 @@
 #       * a branch on a loop-invariant predicate (computed only from registers the loop does not
 #         write) is an option of the launch: stochastic rounding (its side holds the lowbias32
 #         constant 0x7feb352d), the grad-scale division (its side holds FCHK), or another option
-#         (weight decay form; the longer side is taken). Configurations: "plain" (no grad scale,
-#         stochastic rounding where the kernel has it), "ex" (grad scale on: fopt_step_ex with
-#         scale, clipping and inf check), "rn" (stochastic-rounding kernels with it off);
+#         (weight decay form; the longer side is taken); such a division branch inside another
+#         one chooses between multiplying by a power-of-two scale's inverse and dividing.
+#         Configurations: "plain" (no grad scale, stochastic rounding where the kernel has it),
+#         "ex" (fopt_step_ex with a power-of-two grad scale, clipping and inf check), "ex_div" (a
+#         scale that is not a power of two), "rn" (stochastic-rounding kernels with it off); the
+#         statistics kernel has one lanes loop per kind of scale, each its own row;
 #       * any other branch depends on the data: the longer side is taken (every packet of the
 #         iteration in range, finite values), except the recomputation of the hash's high half
 #         (a side holding 0x7feb352d whose other side is one MOV: a chunk crossing 2^32 elements);
@@ -52,7 +55,7 @@ while [ $# -gt 0 ]; do
     --sms) sms=$2; shift 2 ;;
     --clock-ghz) clock=$2; shift 2 ;;
     --bw-gbs) bw=$2; shift 2 ;;
-    -h|--help) sed -n "2,38p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,$(($(grep -n '^set -uo' "$0" | cut -d: -f1) - 1))p" "$0"; exit 0 ;;
     -*) echo "sass_profile: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     *) lib=$1; shift ;;
   esac
