@@ -35,11 +35,43 @@ constexpr int kPhases = 21;
 /* Packets of lanes 4t..4t+3 loaded before the first is used. */
 constexpr int kStatBatch = 8;
 
+/* Division by the grad scale (docs/SEMANTICS.md: u = grad / grad_scale, an fp32 division). When
+ * the scale is a power of two (GradScaler's always are) and normal, 1/scale is exact and
+ * g * (1/scale) is the same real number as g / scale, rounded once either way: the same bits, at
+ * one multiplication per element instead of a division (about 11 instructions, a slow path and,
+ * before, a reload of the scale per element). Read once per thread. */
+struct fopt_unscale {
+    float scale, inv;
+    bool use, pow2;
+    FOPT_HD static fopt_unscale of(const float *grad_scale)
+    {
+        fopt_unscale u;
+        u.use = grad_scale != nullptr;
+        u.scale = u.use ? *grad_scale : 1.0f;
+        const uint32_t bits = fopt_f32_bits(u.scale), exp = (bits >> 23) & 0xffu;
+        u.pow2 = u.use && (bits & 0x7fffffu) == 0 && exp != 0 && exp != 0xffu;
+        u.inv = u.pow2 ? 1.0f / u.scale : 1.0f;
+        return u;
+    }
+};
+
+/* How a lanes loop unscales its grads: not at all, by the exact inverse of a power-of-two scale,
+ * or by division (fopt_unscale); a template parameter, so the loop carries no branch for it. */
+enum { kUnscaleNone = 0, kUnscaleMul = 1, kUnscaleDiv = 2 };
+
+/* fopt_stat_sq of one grad, unscaled as U says. */
+template <int U>
+FOPT_HD double sq_of(float g, const fopt_unscale &un)
+{
+    const float u = U == kUnscaleMul ? g * un.inv : U == kUnscaleDiv ? g / un.scale : g;
+    return fopt_stat_sq(u, nullptr);
+}
+
 /* Lanes 4t..4t+3 of a chunk of grads of storage G, accumulated into acc: the whole 4-element
  * packets in batches of kStatBatch loads in flight (one packet per 1024 elements), then the
  * elements of a partial packet one by one. Each lane adds its elements in order. */
-template <class G>
-FOPT_HD void lanes_of(const typename G::T *g, int64_t len, uint32_t t, bool vec, const float *scale,
+template <class G, int U>
+FOPT_HD void lanes_of(const typename G::T *g, int64_t len, uint32_t t, bool vec, const fopt_unscale &un,
                       double (&acc)[4])
 {
     int64_t base = 4 * (int64_t)t;
@@ -56,14 +88,28 @@ FOPT_HD void lanes_of(const typename G::T *g, int64_t len, uint32_t t, bool vec,
                 if (k0 + u < whole)
 #pragma unroll
                     for (int l = 0; l < 4; l++)
-                        acc[l] = acc[l] + fopt_stat_sq(G::up(pk[u].v[l]), scale);
+                        acc[l] = acc[l] + sq_of<U>(G::up(pk[u].v[l]), un);
         }
         base += whole * FOPT_STAT_LANES;
     }
     for (; base < len; base += FOPT_STAT_LANES)
         for (int l = 0; l < 4; l++)
             if (base + l < len)
-                acc[l] = acc[l] + fopt_stat_sq(G::up(g[base + l]), scale);
+                acc[l] = acc[l] + sq_of<U>(G::up(g[base + l]), un);
+}
+
+/* The lanes of a chunk of an entry's grads (storage G) with the loop of the scale's kind. */
+template <class G>
+FOPT_HD void lanes_scaled(const void *slot, int64_t begin, int64_t len, uint32_t t, bool vec,
+                          const fopt_unscale &un, double (&acc)[4])
+{
+    const typename G::T *g = fopt_global<const typename G::T>(slot, begin);
+    if (!un.use)
+        lanes_of<G, kUnscaleNone>(g, len, t, vec, un, acc);
+    else if (un.pow2)
+        lanes_of<G, kUnscaleMul>(g, len, t, vec, un, acc);
+    else
+        lanes_of<G, kUnscaleDiv>(g, len, t, vec, un, acc);
 }
 
 FOPT_HD double load_partial(const double *p)
@@ -148,19 +194,12 @@ FOPT_HD void stats_phase(int phase, uint32_t block, uint32_t t, const fopt_stats
         const int64_t len = left < FOPT_CHUNK ? left : FOPT_CHUNK;
         const bool vec = (e.flags & FOPT_ENTRY_GRAD_ALIGNED) != 0;
         double acc[4] = {0.0, 0.0, 0.0, 0.0};
+        const fopt_unscale un = fopt_unscale::of(a.grad_scale);
+        const void *slot = e.slot[FOPT_TS_GRAD];
         switch (e.storage[FOPT_TS_GRAD]) {
-        case FOPT_ST_F32:
-            lanes_of<fopt_f32_t>(fopt_global<const float>(e.slot[FOPT_TS_GRAD], begin), len, t, vec,
-                                 a.grad_scale, acc);
-            break;
-        case FOPT_ST_F16:
-            lanes_of<fopt_f16_t>(fopt_global<const uint16_t>(e.slot[FOPT_TS_GRAD], begin), len, t,
-                                 vec, a.grad_scale, acc);
-            break;
-        default:
-            lanes_of<fopt_bf16_t>(fopt_global<const uint16_t>(e.slot[FOPT_TS_GRAD], begin), len, t,
-                                  vec, a.grad_scale, acc);
-            break;
+        case FOPT_ST_F32: lanes_scaled<fopt_f32_t>(slot, begin, len, t, vec, un, acc); break;
+        case FOPT_ST_F16: lanes_scaled<fopt_f16_t>(slot, begin, len, t, vec, un, acc); break;
+        default: lanes_scaled<fopt_bf16_t>(slot, begin, len, t, vec, un, acc); break;
         }
         sh.v[t] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     } else if (phase == 0) {
