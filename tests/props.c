@@ -426,6 +426,15 @@ static void pp_check_slot(pp_model *m, size_t k, fopt_slot slot, const void *mod
     free(buf);
 }
 
+/* fopt_step_count(), where -1 after a step the device refused at INT64_MAX (fusedopt.h,
+ * fopt_step_count: until fopt_set_step_count or fopt_state_load) stands for INT64_MAX; -1 is
+ * accepted only when the model is at INT64_MAX. */
+static int64_t pp_step_count(pp_model *m)
+{
+    int64_t step = fopt_step_count(m->opt);
+    return step == -1 && m->s.step == INT64_MAX ? INT64_MAX : step;
+}
+
 static void pp_check_state(pp_model *m)
 {
     for (size_t k = 0; k < m->count; k++) {
@@ -436,7 +445,7 @@ static void pp_check_state(pp_model *m)
             pp_check_slot(m, k, FOPT_SLOT_MASTER, m->s.master[k], pp_master_bytes(m, k), FOPT_FLOAT32,
                           pp_master_mode(m, k) == FOPT_MASTER_REMAINDER);
     }
-    int64_t step = fopt_step_count(m->opt);
+    int64_t step = pp_step_count(m);
     PP_CHECK(m, step == m->s.step, "step count %" PRId64 ", model %" PRId64, step, m->s.step);
     /* the checkpoint: accepted, and its step, lr and weight decay the model's */
     size_t size = fopt_state_size(m->opt);
@@ -490,7 +499,7 @@ static void pp_adopt(pp_model *m)
         }
     }
     if (m->opt)
-        m->s.step = fopt_step_count(m->opt);
+        m->s.step = pp_step_count(m);
     gt_download(&m->norm_bits, m->d.grad_norm, 4);
     gt_download(&m->found, m->d.found_inf, 4);
 }
