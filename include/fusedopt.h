@@ -530,8 +530,9 @@ FOPT_API fopt_status fopt_shard_bounds(uint64_t total, int world, uint64_t *boun
  *  state[] are set to NULL for the caller to point into the shard's own buffers: piece p starts at
  *  element pieces[0].numel + ... + pieces[p - 1].numel of a buffer holding the range's elements.
  *  `pieces` has room for `count` entries; *piece_count receives how many were written.
- *  @return FOPT_ERROR_INVALID_VALUE for NULL pointers, an unknown dtype, a NULL param or grad in a
- *  tensor the range overlaps, or a range out of bounds or misaligned (as for
+ *  @return FOPT_ERROR_INVALID_VALUE for NULL pointers, an unknown dtype, a NULL, misaligned or
+ *  oversized (as for fopt_adam_step_ref_multi()) param or grad in a tensor the range overlaps, or a
+ *  range out of bounds or misaligned (as for
  *  fopt_adam_create_shard()); then nothing is written. */
 FOPT_API fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count,
                                        uint64_t begin, uint64_t end, fopt_host_tensor *pieces,

@@ -285,3 +285,25 @@ Test(buffers, fp32_params_ignore_every_precision_flag_beside_bf16_params)
             bt_call_free(&plain);
         }
 }
+
+Test(buffers, shard_pieces_refuses_misaligned_or_oversized_tensors_the_range_overlaps)
+{
+    _Alignas(64) static unsigned char pool[1024];
+    fopt_host_tensor t[2] = {{.param = pool, .grad = pool + 128, .numel = 16, .dtype = FOPT_FLOAT32},
+                             {.param = pool + 256, .grad = pool + 384, .numel = 16, .dtype = FOPT_BFLOAT16}};
+    fopt_host_tensor pieces[2];
+    size_t n = 99;
+    FOPT_OK(fopt_shard_pieces(t, 2, 8, 32, pieces, &n));
+    cr_expect_eq(n, 2u);
+    t[1].param = pool + 257;
+    n = 99;
+    cr_expect_eq(fopt_shard_pieces(t, 2, 8, 32, pieces, &n), FOPT_ERROR_INVALID_VALUE);
+    cr_expect(strstr(fopt_last_error(), "tensor 1") && strstr(fopt_last_error(), "param") &&
+                  strstr(fopt_last_error(), "aligned"), "%s", fopt_last_error());
+    cr_expect_eq(n, 99u, "a refused call wrote piece_count");
+    FOPT_OK(fopt_shard_pieces(t, 2, 0, 16, pieces, &n)); /* the range misses tensor 1 */
+    t[1].param = pool + 256;
+    t[0].grad = pool + 130;
+    cr_expect_eq(fopt_shard_pieces(t, 2, 0, 16, pieces, &n), FOPT_ERROR_INVALID_VALUE);
+    cr_expect(strstr(fopt_last_error(), "tensor 0") && strstr(fopt_last_error(), "grad"), "%s", fopt_last_error());
+}

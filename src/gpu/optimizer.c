@@ -221,6 +221,22 @@ static fopt_status check_list_buffers(const fopt_tensor *tensors, size_t count, 
     return st;
 }
 
+/* The range a creation steps ([0, total) without `range`) and its buffers (check_list_buffers). */
+static fopt_status check_list_range(const fopt_tensor *tensors, size_t count, const uint64_t *range,
+                                    uint64_t *begin, uint64_t *end, fopt_grad_alias *alias)
+{
+    uint64_t total = 0;
+    for (size_t k = 0; k < count; k++) {
+        if (tensors[k].numel > UINT64_MAX - total)
+            return fopt_fail(FOPT_ERROR_NOT_SUPPORTED, "tensors hold too many elements in total");
+        total += tensors[k].numel;
+    }
+    *begin = range ? range[0] : 0;
+    *end = range ? range[1] : total;
+    fopt_status status = range ? fopt_shard_range_check(total, *begin, *end) : FOPT_SUCCESS;
+    return status != FOPT_SUCCESS ? status : check_list_buffers(tensors, count, *begin, *end, alias);
+}
+
 static void release(fopt_optimizer *opt)
 {
     if (!opt)
@@ -252,17 +268,9 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
         return status;
     if ((status = check_tensors(d, cfg, tensors, count)) != FOPT_SUCCESS)
         return status;
-    uint64_t total = 0;
-    for (size_t k = 0; k < count; k++) {
-        if (tensors[k].numel > UINT64_MAX - total)
-            return fopt_fail(FOPT_ERROR_NOT_SUPPORTED, "tensors hold too many elements in total");
-        total += tensors[k].numel;
-    }
-    const uint64_t begin = range ? range[0] : 0, end = range ? range[1] : total;
-    if (range && (status = fopt_shard_range_check(total, begin, end)) != FOPT_SUCCESS)
-        return status;
+    uint64_t begin, end;
     fopt_grad_alias alias;
-    if ((status = check_list_buffers(tensors, count, begin, end, &alias)) != FOPT_SUCCESS)
+    if ((status = check_list_range(tensors, count, range, &begin, &end, &alias)) != FOPT_SUCCESS)
         return status;
 
     int devices = 0;
