@@ -301,43 +301,62 @@ static void summarize(mode_summary *s, const bench_output *out, const bench_row 
     }
 }
 
+/* Targets: the performance goals of the GPU issue ("On the GPU", 0.3): % of the copy bandwidth
+ * measured in the same run, for the bytes the mode must move. A miss is reported, never a failure:
+ * the exit status is about correctness only. */
+#define TARGET_MODE_PCT 93.0  /* every storage mode, one tensor >= 2^26 and the GPT-2 small list */
+#define TARGET_EX_PCT 90.0    /* fopt_step_ex with scale, clipping and the inf check */
+#define TARGET_SMALL_PCT 85.0 /* 10,000 small tensors */
+
 static int g_targets, g_targets_met;
 
-static const char *target(double pct, double limit)
+static void target(const char *what, double pct, double limit)
 {
     g_targets++;
     g_targets_met += pct >= limit;
-    return pct >= limit ? "MET" : "MISSED";
+    printf("target %s: %.1f%% of copy bandwidth (goal >= %.0f%%): %s\n", what, pct, limit,
+           pct >= limit ? "MET" : "MISSED");
+}
+
+static void print_mode_summary(const mode_summary *s, const char *mn)
+{
+    char what[160];
+    if (s->have_big) {
+        snprintf(what, sizeof what, "%s Adam, one tensor >= 2^26", mn);
+        target(what, s->big_pct, TARGET_MODE_PCT);
+    }
+    if (s->have_gpt2) {
+        snprintf(what, sizeof what, "%s Adam, GPT-2 small list", mn);
+        target(what, s->gpt2_pct, TARGET_MODE_PCT);
+    }
+    if (s->have_ex_gpt2) {
+        snprintf(what, sizeof what, "fopt_step_ex scale+clip, %s Adam, GPT-2 small list", mn);
+        target(what, s->ex_gpt2_pct, TARGET_EX_PCT);
+    }
+    if (s->have_ex_big)
+        printf("fopt_step_ex scale+clip, %s Adam, one tensor %s: %.1f%% of copy bandwidth\n", mn, s->ex_big_case,
+               s->ex_big_pct);
+    if (s->have_small) {
+        snprintf(what, sizeof what, "%s Adam, 10,000 small tensors (%.1f us per step, %.1f us over the "
+                 "copy-bandwidth time of its bytes, host enqueue %.1f us)", mn, s->small_us, s->small_over_us,
+                 s->small_host_us);
+        target(what, 100.0 * (s->small_us - s->small_over_us) / s->small_us, TARGET_SMALL_PCT);
+    }
+    if (s->have_graph && s->have_small)
+        printf("graph replay vs eager, %s Adam, 10,000 small tensors: graph %.1f us per step (host "
+               "enqueue %.1f us), eager %.1f us per step (host enqueue %.1f us): %.2fx\n",
+               mn, s->graph_us, s->graph_host_us, s->small_us, s->small_host_us, s->small_us / s->graph_us);
 }
 
 static void print_summary(const mode_summary *sums, const options *o)
 {
-    for (size_t k = 0; k < bench_mode_count; k++) {
-        const mode_summary *s = &sums[k];
-        const char *mn = bench_modes[k].name;
-        if (s->have_big)
-            printf("target %s Adam, one tensor >= 2^26: %.1f%% of copy bandwidth (>= 90%%): %s\n", mn, s->big_pct,
-                   target(s->big_pct, 90.0));
-        if (s->have_gpt2)
-            printf("target %s Adam, GPT-2 small list: %.1f%% of copy bandwidth (>= 85%%): %s\n", mn, s->gpt2_pct,
-                   target(s->gpt2_pct, 85.0));
-        if (s->have_ex_gpt2)
-            printf("target fopt_step_ex scale+clip, %s Adam, GPT-2 small list: %.1f%% of copy bandwidth "
-                   "(>= 85%%): %s\n",
-                   mn, s->ex_gpt2_pct, target(s->ex_gpt2_pct, 85.0));
-        if (s->have_ex_big)
-            printf("fopt_step_ex scale+clip, %s Adam, one tensor %s: %.1f%% of copy bandwidth\n", mn, s->ex_big_case,
-                   s->ex_big_pct);
-        if (s->have_small)
-            printf("%s Adam, 10,000 small tensors: %.1f us per step on the device, %.1f us over the "
-                   "copy-bandwidth time of its bytes; host enqueue %.1f us\n",
-                   mn, s->small_us, s->small_over_us, s->small_host_us);
-        if (s->have_graph && s->have_small)
-            printf("graph replay vs eager, %s Adam, 10,000 small tensors: graph %.1f us per step (host "
-                   "enqueue %.1f us), eager %.1f us per step (host enqueue %.1f us): %.2fx\n",
-                   mn, s->graph_us, s->graph_host_us, s->small_us, s->small_host_us, s->small_us / s->graph_us);
-    }
     (void)o;
+    printf("targets: the performance goals of the GPU issue, in %% of the copy bandwidth above (every mode "
+           ">= %.0f%%, fopt_step_ex >= %.0f%%, 10,000 small tensors >= %.0f%%); a miss is a shortfall to "
+           "report, not a failure (the exit status is about correctness)\n",
+           TARGET_MODE_PCT, TARGET_EX_PCT, TARGET_SMALL_PCT);
+    for (size_t k = 0; k < bench_mode_count; k++)
+        print_mode_summary(&sums[k], bench_modes[k].name);
     if (g_targets)
         printf("targets: %d of %d MET\n", g_targets_met, g_targets);
 }

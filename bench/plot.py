@@ -125,7 +125,7 @@ def main():
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(args.output, dpi=110)
-    print("plot.py: wrote %s (%d panels, %d rows)" % (args.output, len(panels), len(rows)))
+    print("plot.py: wrote %s (%d panels)" % (args.output, len(panels)))
     return 0
 
 

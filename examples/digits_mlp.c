@@ -71,8 +71,8 @@ static int cpu_train_batch(void *ctx, int start, int rows, int64_t step, double 
         fopt_status st =
             fopt_adam_step_cpu_multi(&cfg, step, m->groups[g], TENSORS_PER_GROUP, NULL);
         if (st != FOPT_SUCCESS) {
-            fprintf(stderr, "digits_mlp: fopt_adam_step_cpu_multi (group %d, step %lld): %s: %s\n",
-                    g, (long long)step, fopt_status_string(st), fopt_last_error());
+            fprintf(stderr, "digits_mlp: fopt_adam_step_cpu_multi (group %d, step %lld): %s\n",
+                    g, (long long)step, fopt_last_error());
             return -1;
         }
     }

@@ -90,12 +90,15 @@ typedef enum fopt_status {
 } fopt_status;
 
 /*! fopt_status_string() : a constant name for a status, e.g. "FOPT_ERROR_INVALID_VALUE".
- *  Unknown values give "FOPT_UNKNOWN_STATUS". Never NULL. */
+ *  Unknown values give "FOPT_UNKNOWN_STATUS". Never NULL. For a status code alone (a log field, a
+ *  switch); after a failure print fopt_last_error(), which already starts with this name. */
 FOPT_API const char *fopt_status_string(fopt_status status);
 
 /*! fopt_last_error() : a readable message about the most recent failure of a fusedopt call in
- *  the calling thread (which argument was wrong, which CUDA call failed and why, with file and
- *  line). "" when nothing has failed yet. The text stays valid until the next failing call in the
+ *  the calling thread: the status name, then what was wrong (which argument, which CUDA call failed
+ *  and why, with file and line), e.g. "FOPT_ERROR_INVALID_VALUE: lr must be finite and >= 0, got
+ *  -1". Print it alone: prefixing fopt_status_string() would name the status twice. "" when
+ *  nothing has failed yet. The text stays valid until the next failing call in the
  *  same thread. Never NULL. */
 FOPT_API const char *fopt_last_error(void);
 
@@ -327,6 +330,19 @@ FOPT_API int fopt_cpu_threads(void);
 /*! fopt_cpu_isa() : the instruction set the fast CPU path chose on this machine:
  *  "avx512", "avx2" or "scalar". */
 FOPT_API const char *fopt_cpu_isa(void);
+
+/*! fopt_convert() : converts n elements of src (in src_dtype) into dst (in dst_dtype) on the host,
+ *  with the library's own rounding: fp32 to fp16/bf16 rounds to nearest-even (overflow to inf, NaN
+ *  stays NaN), fp16/bf16 to fp32 is exact, fp16 <-> bf16 rounds once (through the exact fp32
+ *  value). This is how the library reads and writes 16-bit params, so C callers use it to fill
+ *  bf16/fp16 params from fp32 values and fp32 masters from 16-bit params (the upcast). Same dtype:
+ *  a copy (dst == src allowed). Types FOPT_FLOAT32, FOPT_FLOAT16 and FOPT_BFLOAT16. Runs on the
+ *  fast path's threads.
+ *  @return FOPT_SUCCESS (n == 0 touches nothing, NULL allowed), or FOPT_ERROR_INVALID_VALUE with
+ *  nothing written: an unknown dtype, a NULL buffer, a buffer not aligned to its element size, a
+ *  size past the address space, or dst and src overlapping between different dtypes. */
+FOPT_API fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *src, fopt_dtype src_dtype,
+                                  size_t n);
 
 /* ---------------------------------------------------------------------------------------------
  * GPU optimizer

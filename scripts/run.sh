@@ -6,10 +6,12 @@
 # Works with or without a GPU: without one, the GPU rows are skipped (said so clearly) and the CPU
 # paths still run.
 #
-#   scripts/run.sh [--out DIR] [--quick] [--torch] [--no-digits] [-- more fopt_bench options]
+#   scripts/run.sh [--out DIR] [--quick] [--torch] [--no-digits] [--verbose] [-- more fopt_bench options]
 #   (env FOPT_BUILD_DIR: build directory, default build)
 #   --torch      also install python3-torch (root on Debian) for fopt_cpu_bench's PyTorch rows;
 #                without it they run only when torch is already there (a line says so)
+#   --verbose    print the build log and the benchmarks' full tables as they run (by default
+#                they go to DIR/logs/ and the terminal gets a line per stage and a summary)
 #
 # What it needs (cmake, pkg-config, a compiler, python3-matplotlib, python3-sklearn) comes from
 # scripts/deps.sh: installed when run as root on Debian, else it stops at once and prints the
@@ -18,6 +20,7 @@
 # Writes into DIR (default build/bench-results/, outside the tracked tree):
 #   bench_<date>_<device>.csv  .txt (the table)  .png (the plot)
 #   cpu_bench.csv / cpu_bench.txt                (when fopt_cpu_bench was built)
+#   logs/                                        the build log and each stage's full output
 # and the digits run into BUILD/digits/ (digits.png, the CSVs and logs).
 # It always ends with its plots: a missing PNG is a failure.
 # Exit status: non-zero when the build or the benchmark fails, when an implementation differs
@@ -30,12 +33,14 @@ out=build/bench-results
 bench_args=()
 torch=0
 digits=1
+verbose=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --quick) bench_args+=(--quick); shift ;;
     --torch) torch=1; shift ;;
     --no-digits) digits=0; shift ;;
+    --verbose|-v) verbose=1; shift ;;
     --) shift; bench_args+=("$@"); break ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -61,53 +66,68 @@ for p in /usr/bin/python3 python3; do
   if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import matplotlib' >/dev/null 2>&1; then py=$p; break; fi
 done
 
-echo "== build (Release, $build/) =="
+t_start=$SECONDS
+mkdir -p "$out/logs"
+logs=$out/logs
+# stage NAME LOG CMD...: runs CMD with its output in LOG (and on the terminal with --verbose);
+# prints one line with the time taken, and the end of LOG when CMD fails. Returns CMD's status.
+stage() {
+  local name=$1 log=$2 t0=$SECONDS rc; shift 2
+  printf '%-42s ' "$name..."
+  if [ "$verbose" = 1 ]; then echo; "$@" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+  else "$@" >"$log" 2>&1; rc=$?; fi
+  if [ "$rc" -eq 0 ]; then echo "done ($((SECONDS - t0)) s)"; else
+    echo "FAILED (exit $rc, $((SECONDS - t0)) s; last lines of $log:)"; tail -n 25 "$log" | sed 's/^/    /'; fi
+  return "$rc"
+}
+# the build with a progress line every 10% (make's [ NN%] lines), the log in $logs/build.log
+build_progress() {
+  cmake --build "$build" -j "$jobs" 2>&1 | tee "$logs/build.log" | awk '
+    match($0, /^\[ *[0-9]+%\]/) { p = substr($0, 2, RLENGTH - 3) + 0
+      if (p >= next_p) { printf "  build %3d%%  %s\n", p, substr($0, RLENGTH + 2); fflush(); next_p = p - p % 10 + 10 } }
+    BEGIN { next_p = 10 }'
+  return "${PIPESTATUS[0]}"
+}
+
+echo "== build (Release, $build/: a few minutes on 2 cores, most of it device code) =="
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || { echo "run.sh: configure failed" >&2; exit 1; }
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >"$logs/configure.log" 2>&1 || {
+    tail -30 "$logs/configure.log"; echo "run.sh: configure failed ($logs/configure.log)" >&2; exit 1; }
 fi
-cmake --build "$build" -j "$jobs" >"$build/run-build.log" 2>&1 || {
-  tail -40 "$build/run-build.log"; echo "run.sh: build failed ($build/run-build.log)" >&2; exit 1; }
+t0=$SECONDS
+if [ "$verbose" = 1 ]; then cmake --build "$build" -j "$jobs" 2>&1 | tee "$logs/build.log"; rc=${PIPESTATUS[0]}
+else build_progress; rc=$?; fi
+[ "$rc" -eq 0 ] || { tail -40 "$logs/build.log"; echo "run.sh: build failed ($logs/build.log)" >&2; exit 1; }
+echo "build: done in $((SECONDS - t0)) s"
 [ -x "$build/bench/fopt_bench" ] || { echo "run.sh: $build/bench/fopt_bench was not built" >&2; exit 1; }
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   device=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-  echo "GPU found: $device - GPU and CPU paths are measured"
+  gpu_line="GPU: $device - the GPU and CPU paths are measured"
 else
   device=cpu
-  echo "No GPU on this machine: the GPU rows (fused, unfused_cublas) are SKIPPED; only the CPU"
-  echo "paths (cpu, cpu_ref) are measured. Run scripts/gpu_check.sh on a GPU machine for those."
+  gpu_line="GPU: none on this machine - the GPU rows are SKIPPED, the CPU paths are measured (scripts/gpu_check.sh on a GPU machine measures the GPU)"
 fi
+echo "$gpu_line"
 tag="$(date +%Y%m%d)_$(echo "$device" | tr -c 'A-Za-z0-9.\n-' '_' | tr -s '_')"
-mkdir -p "$out"
 csv="$out/bench_$tag.csv"
-
-echo "== fopt_bench -> $csv =="
-"$build/bench/fopt_bench" --csv "$csv" "${bench_args[@]}" | tee "$out/bench_$tag.txt"
-rc=${PIPESTATUS[0]}
+txt="$out/bench_$tag.txt"
 status=0
-if [ "$rc" -ne 0 ]; then
-  echo "run.sh: fopt_bench failed (exit $rc)" >&2
-  status=1
-fi
 
-echo "== validation against the CPU reference =="
+echo "== benchmarks and validation =="
+stage "fopt_bench (GPU vs CPU, reference)" "$txt" "$build/bench/fopt_bench" --csv "$csv" "${bench_args[@]}" ||
+  { echo "run.sh: FAILED: fopt_bench (exit status 3: a row differs from the reference)" >&2; status=1; }
+
+# The CSV's own check: every row but the reference's within 1e-4 of it (fusedopt's rows are
+# bit-identical: fopt_bench's correctness line says how many)
+valid="FAILED: no CSV written"
 if [ -s "$csv" ]; then
-  # column 11 is max_rel_err; cpu_ref rows are the reference itself
   bad=$(awk -F, 'NR > 1 && $3 != "cpu_ref" && ($11 == "nan" || $11 == "" || $11 + 0 > 1e-4) {
                    printf "  %s %s %s %s tensors, %s elements: max_rel_err %s\n", $1, $2, $3, $5, $6, $11 }' "$csv")
-  rows=$(awk -F, 'NR > 1 && $3 != "cpu_ref"' "$csv" | wc -l)
-  if [ -n "$bad" ]; then
-    echo "FAILED: these differ from the reference by more than 1e-4:"
-    echo "$bad"
-    status=1
-  else
-    worst=$(awk -F, 'NR > 1 && $3 != "cpu_ref" && $11 + 0 > w { w = $11 + 0 } END { printf "%.2e", w }' "$csv")
-    echo "OK: $rows rows checked, largest max_rel_err $worst (limit 1e-4)"
-  fi
-else
-  echo "FAILED: no CSV written"
-  status=1
+  if [ -n "$bad" ]; then valid="FAILED: rows differ from the reference by more than 1e-4:"$'\n'"$bad"
+  else valid=$(grep -a '^correctness:' "$txt" | tail -1); fi
 fi
+case $valid in FAILED*) status=1 ;; esac
 
 png="$out/bench_$tag.png"
 rm -f "$png"
@@ -117,44 +137,52 @@ if [ -z "$py" ]; then
 elif [ ! -s "$csv" ]; then
   echo "run.sh: FAILED: no CSV to plot" >&2
   status=1
-elif ! "$py" bench/plot.py "$csv" -o "$png" || [ ! -s "$png" ]; then
+elif ! stage "plot" "$logs/plot.log" "$py" bench/plot.py "$csv" -o "$png" || [ ! -s "$png" ]; then
   echo "run.sh: FAILED: bench/plot.py did not write $png" >&2
   status=1
 fi
 
+cpu_txt=""
 if [ -x "$build/bench/fopt_cpu_bench" ]; then
-  echo "== fopt_cpu_bench =="
-  cpu_args=()
-  if "$build/bench/fopt_cpu_bench" --help 2>&1 | grep -q -- '--csv'; then
-    cpu_args=(--csv "$out/cpu_bench.csv")
-  fi
-  "$build/bench/fopt_cpu_bench" "${cpu_args[@]}" | tee "$out/cpu_bench.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "run.sh: fopt_cpu_bench failed" >&2; status=1; }
+  cpu_txt="$out/cpu_bench.txt"
+  stage "fopt_cpu_bench (fast path vs roofline)" "$cpu_txt" "$build/bench/fopt_cpu_bench" --csv "$out/cpu_bench.csv" ||
+    { echo "run.sh: FAILED: fopt_cpu_bench" >&2; status=1; }
 fi
 
 digits_png=""
 if [ "$digits" = 1 ]; then
-  echo "== digits MLP example (scripts/train_digits.sh $build) =="
   digits_png="$build/digits/digits.png"
   rm -f "$digits_png"
-  bash scripts/train_digits.sh "$build" || { echo "run.sh: FAILED: the digits example (above)" >&2; status=1; }
-  if [ -s "$build/digits/cpu.csv" ]; then
-    # the CPU run's training loss per epoch, as a terminal sparkline (the PNG has the full plot)
-    awk -F, 'NR > 1 { e[NR - 1] = $1; l[NR - 1] = log($2); n = NR - 1 }
-      END { if (n == 0) exit; lo = hi = l[1]; for (i = 1; i <= n; i++) { if (l[i] < lo) lo = l[i]; if (l[i] > hi) hi = l[i] }
-            split("\xe2\x96\x81 \xe2\x96\x82 \xe2\x96\x83 \xe2\x96\x84 \xe2\x96\x85 \xe2\x96\x86 \xe2\x96\x87 \xe2\x96\x88", b, " ")
-            s = ""; for (i = 1; i <= n; i++) s = s b[hi > lo ? 1 + int(7 * (l[i] - lo) / (hi - lo) + 0.5) : 1]
-            printf "digits cpu train loss (log scale), epochs 1..%d: %s\n", n, s }' "$build/digits/cpu.csv"
-  fi
+  stage "digits MLP example (train_digits.sh)" "$logs/digits.log" bash scripts/train_digits.sh "$build" ||
+    { echo "run.sh: FAILED: the digits example ($logs/digits.log)" >&2; status=1; }
   if [ ! -s "$digits_png" ]; then
     echo "run.sh: FAILED: no digits plot ($digits_png)" >&2
     status=1
   fi
 fi
 
-echo "== results in $out =="
-ls -1 "$out"
+echo
+echo "== summary ($((SECONDS - t_start)) s) =="
+echo "$gpu_line"
+echo "$valid"
+[ -s "$txt" ] && grep -a -E '^(device:|EMULATED|GPU rows SKIPPED)' "$txt" | head -2
+[ -s "$txt" ] && grep -a -E '^targets: [0-9]+ of' "$txt"
+[ -s "$txt" ] && grep -a -E '^target .*MISSED' "$txt" | head -8 | sed 's/^/  /'
+if [ -n "$cpu_txt" ] && [ -s "$cpu_txt" ]; then
+  # the fp32 Adam fast path against its roofline and the reference, and the PyTorch comparison
+  awk '/^CPU_BENCH case=adam / && / dtype=fp32 / {
+         for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+         printf "CPU fast path, fp32 Adam, %s elements, %s threads (%s): %s Mparam/s, %s%% of the same-traffic roofline, %sx the reference\n",
+                v["n"], v["threads"], v["isa"], v["fast_mparam_s"], v["pct_roofline"], v["speedup_vs_ref"]; exit }' "$cpu_txt"
+  awk '/^CPU_VS_TORCH/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+         printf "PyTorch %s CPU Adam (best of single-tensor and foreach) on the same elements: %sx the fast path'"'"'s time\n",
+                v["torch"], v["speedup"]; exit }' "$cpu_txt"
+  awk '/^target CPU/ { n++; if (/MISSED/) { m++; sub(/^target /, ""); miss = miss "  " $0 "\n" } }
+       END { if (n) printf "CPU targets (>= 90%% of the same-traffic roofline per mode; informational, load moves them): %d of %d met\n%s", n - m, n, miss }' "$cpu_txt"
+fi
+[ "$digits" = 1 ] && grep -a -E '^digits: ' "$logs/digits.log" | sed 's/^/  /'
+echo "files: $csv (CSV), $txt (table), $logs/ (logs)"
 [ -s "$png" ] && echo "plot: $png"
 [ -n "$digits_png" ] && [ -s "$digits_png" ] && echo "digits curves: $digits_png"
-[ "$status" -eq 0 ] || echo "run.sh: FAILED (see the lines marked FAILED above)"
+[ "$status" -eq 0 ] && echo "run.sh: OK" || echo "run.sh: FAILED (see the lines marked FAILED above)"
 exit $status

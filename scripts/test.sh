@@ -20,9 +20,13 @@
 #       FOPT_SASS_CHECK=0                    skip the SASS check
 #       FOPT_SASS_REQUIRED=1                 fail when the SASS tools cannot be had (default: say
 #                                            so loudly and go on; violations always fail)
+#       FOPT_PIP_CHECK=0                     skip scripts/pip_check.sh (pip install ./python in a
+#                                            fresh venv; needs PyPI for scikit-build-core)
 # Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit: scripts/deps.sh tests installs
 # what is missing when run as root on Debian, and says what to install otherwise.
-# Ends with one line "tests: N passed, N failed, N skipped" over all builds; exit status non-zero
+# Prints one line per Criterion suite (the full verbose log stays in DIR/tests.log). Ends with one
+# line "tests: N passed, N failed, N skipped" over all builds, the Python tests, the ZeRO-1 MPI
+# runs and the install check; exit status non-zero
 # when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,14 +69,26 @@ configure_build() {
   echo "$name: built in $(elapsed "$t0")"
 }
 
+# suite_lines LOG: one line per Criterion suite of a verbose log (passed, failed, skipped), then
+# each failing test with its assertion messages
+suite_lines() {
+  awk '/^\[(PASS|FAIL|SKIP)\] [A-Za-z0-9_]+::/ {
+         split($2, a, "::"); s = a[1]; if (!(s in seen)) { seen[s] = 1; order[++n] = s }
+         k = substr($1, 2, 4); c[s, k]++ }
+       END { for (i = 1; i <= n; i++) { s = order[i]
+               printf "  %-24s %4d passed, %d failed, %d skipped\n", s, c[s, "PASS"], c[s, "FAIL"], c[s, "SKIP"] } }' "$1"
+  grep -a -E '^\[FAIL\]|Assertion Failed|^\[----\] .*: ' "$1" | grep -a -v -E '^\[----\] Criterion' | head -40
+}
+
 # run_suite NAME DIR NO_GPU_SKIP [env...]: the whole Criterion suite, verbose (every test listed, so
 # a GPU suite shows SKIP rather than PASS); counts into the totals
 run_suite() {
   local name=$1 dir=$2 no_gpu_skip=$3; shift 3
   local log=$dir/tests.log t0=$SECONDS rc
-  echo "== $name: tests =="
-  env "$@" timeout 2400 "./$dir/tests/fusedopt_tests" -j"$jobs" --verbose 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
+  echo "== $name: tests (every test's line in $log) =="
+  env "$@" timeout 2400 "./$dir/tests/fusedopt_tests" -j"$jobs" --verbose >"$log" 2>&1
+  rc=$?
+  suite_lines "$log"
   local syn tested passing skipped
   syn=$(grep -a 'Synthesis: Tested:' "$log" | tail -1)
   tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$syn")
@@ -128,6 +144,7 @@ for b in $builds; do
          cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build/_consumer/pc_example &&
          LD_LIBRARY_PATH="$prefix/lib" ./build/_consumer/pc_example | tail -n 1; then
         echo "install: find_package(fusedopt) and pkg-config consumers built and ran"
+        n_pass=$((n_pass + 1))
         summary+=("release: install + consumers OK")
       else
         [ -f build/_consumer.log ] && tail -30 build/_consumer.log
@@ -135,10 +152,14 @@ for b in $builds; do
       fi
 
       echo "== release: ZeRO-1 examples (zero1_mpi under mpirun -np 1/2/3, zero1_nccl) =="
-      if bash scripts/zero1_check.sh build; then
-        summary+=("release: ZeRO-1 examples OK (zero1: match with 1, 2 and 3 MPI ranks)")
+      if bash scripts/zero1_check.sh build >build/zero1_check.log 2>&1; then
+        grep -a -E '^mpirun|^zero1' build/zero1_check.log | sed 's/^/  /'
+        mpi_runs=$(grep -a -c '^mpirun -np' build/zero1_check.log)
+        n_pass=$((n_pass + mpi_runs))
+        summary+=("release: ZeRO-1 over MPI: $mpi_runs of 3 rank counts match one process (build/zero1_check.log)")
       else
-        fail_step "release: ZeRO-1 examples (scripts/zero1_check.sh build)"
+        tail -n 30 build/zero1_check.log
+        fail_step "release: ZeRO-1 examples (scripts/zero1_check.sh build; build/zero1_check.log)"
       fi
 
       if [ "${FOPT_SASS_CHECK:-1}" != 0 ]; then
@@ -209,16 +230,40 @@ if [ -f build/libfusedopt.so ] && [ "${FOPT_PYTEST:-1}" != 0 ]; then
   echo "== python: pytest python/tests =="
   if /usr/bin/python3 -c 'import torch, pytest' >/dev/null 2>&1; then
     t0=$SECONDS
-    if FUSEDOPT_LIB="$root/build/libfusedopt.so" FUSEDOPT_EMU_LIB="$root/build-emu/libfusedopt.so" \
-         /usr/bin/python3 -m pytest python/tests -q -p no:cacheprovider 2>&1 | tee build/pytest.log &&
-       [ "${PIPESTATUS[0]}" -eq 0 ]; then
-      summary+=("python: $(grep -E '[0-9]+ passed' build/pytest.log | tail -1) in $(elapsed "$t0")")
+    FUSEDOPT_LIB="$root/build/libfusedopt.so" FUSEDOPT_EMU_LIB="$root/build-emu/libfusedopt.so" \
+      /usr/bin/python3 -m pytest python/tests -q -rfE -p no:cacheprovider >build/pytest.log 2>&1
+    rc=$?
+    # pytest's closing line, e.g. "3 failed, 150 passed, 19 skipped in 80.1s", into the totals
+    line=$(grep -a -E '^=*.*[0-9]+ (passed|failed|error)' build/pytest.log | tail -1 | tr -d '=')
+    for k in passed failed skipped error errors; do
+      v=$(grep -o -E "[0-9]+ $k\b" <<<"$line" | cut -d' ' -f1)
+      case $k in passed) n_pass=$((n_pass + ${v:-0})) ;; skipped) n_skip=$((n_skip + ${v:-0})) ;;
+                 *) n_fail=$((n_fail + ${v:-0})) ;; esac
+    done
+    echo "  python: ${line:-no summary}"
+    if [ "$rc" -eq 0 ]; then
+      summary+=("python: ${line# } (build/pytest.log)")
     else
-      fail_step "python: pytest python/tests (build/pytest.log)"
+      grep -a -E '^(FAILED|ERROR) ' build/pytest.log | head -20
+      fail "python: pytest python/tests exited $rc (build/pytest.log)"
+      [ -n "$line" ] || stage_failures=$((stage_failures + 1))
     fi
   else
     echo "test.sh: no torch/pytest for /usr/bin/python3: the Python tests did not run (scripts/deps.sh pytest)"
     [ "${CI:-}" != true ] || fail_step "python: torch/pytest missing in CI"
+  fi
+fi
+
+# The package as users install it: a fresh venv, pip install ./python (builds and bundles the
+# library), python -m fusedopt and a CPU step outside the checkout (scripts/pip_check.sh).
+if [ "${FOPT_PIP_CHECK:-1}" != 0 ]; then
+  echo "== python: pip install ./python in a fresh venv (scripts/pip_check.sh) =="
+  t0=$SECONDS
+  if bash scripts/pip_check.sh; then
+    n_pass=$((n_pass + 1))
+    summary+=("python: pip install ./python in a fresh venv OK (bundled library loaded, CPU step) in $(elapsed "$t0")")
+  else
+    fail_step "python: pip install ./python (scripts/pip_check.sh; logs in build/pip_check)"
   fi
 fi
 

@@ -5,8 +5,10 @@
     import fusedopt.torch as fo  # torch.optim drop-ins: fo.Adam, fo.AdamW, fo.RMSprop
 
 The library is found, in order, through the environment variable FUSEDOPT_LIB, the build tree of
-a source checkout (build/libfusedopt.so next to python/), an install prefix (lib/ or lib64/ under
-sys.prefix, /usr/local, /usr, ...), then the system's library search (ctypes.util.find_library).
+a source checkout (build/libfusedopt.so next to python/), the one pip bundled in the package
+(fusedopt/libfusedopt.so), an install prefix (lib/ or lib64/ under sys.prefix, /usr/local, /usr,
+...), then the system's library search (ctypes.util.find_library). `python -m fusedopt` says
+which one it loaded, and the CPU and CUDA device it uses.
 """
 from ._lib import FusedOptError, Library, candidate_paths, lib_path, library
 

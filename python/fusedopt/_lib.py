@@ -166,7 +166,7 @@ class Library:
     def fail(self, name, status, context=None):
         detail = self.last_error()
         sname = self.cdll.fopt_status_string(status).decode()
-        msg = "%s failed: %s: %s" % (name, sname, detail)
+        msg = "%s failed: %s" % (name, detail)  # detail starts with the status name
         if context:
             msg = "%s: %s" % (context, msg)
         raise FusedOptError(msg, status=status, status_name=sname, detail=detail, call=name)
@@ -213,12 +213,12 @@ def _preload_cudart(message):
 
 # ---- discovery ----------------------------------------------------------------------------------
 _NAMES = ("libfusedopt.so", "libfusedopt.so.0")
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _source_root():
     """The repository root when this package runs from a source checkout (python/fusedopt/)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(os.path.dirname(here))
+    root = os.path.dirname(os.path.dirname(_HERE))
     if os.path.isfile(os.path.join(root, "include", "fusedopt.h")):
         return root
     return None
@@ -235,6 +235,8 @@ def candidate_paths():
     if root:
         for name in _NAMES:
             out.append(("source checkout build tree", os.path.join(root, "build", name)))
+    # pip install ./python builds the library into the package
+    out.append(("bundled with the package", os.path.join(_HERE, "libfusedopt.so")))
     prefixes = []
     for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.environ.get("CONDA_PREFIX"),
               "/usr/local", "/usr", "/opt/fusedopt"):
@@ -280,7 +282,8 @@ def _find():
         return lib
     tried.append("ctypes.util.find_library('fusedopt') (ldconfig cache, LD_LIBRARY_PATH)")
     raise FusedOptError(
-        "fusedopt: libfusedopt not found. Set FUSEDOPT_LIB=/path/to/libfusedopt.so, or build it "
+        "fusedopt: libfusedopt not found. Set FUSEDOPT_LIB=/path/to/libfusedopt.so, or install "
+        "the package with pip (pip install ./python builds the library into it), or build it "
         "(cmake -S . -B build && cmake --build build --target fusedopt) in the source checkout, "
         "or install it (cmake --install build --prefix PREFIX). Looked in:\n  "
         + "\n  ".join(tried))
