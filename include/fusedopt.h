@@ -371,8 +371,8 @@ typedef struct fopt_optimizer fopt_optimizer;
 /*! fopt_adam_create() : an Adam/AdamW optimizer over `count` tensors, state zeroed, step 0.
  *  Buffers (tensors with numel > 0): param and grad aligned to the dtype's element size, numel
  *  elements from each inside the address space (at most 2^57 bytes, as for the CPU _multi entry
- *  points), and no param overlapping another tensor's param
- *  or any grad (the same tensor twice, grad == param); grads may share memory, but then a step
+ *  points), and no param overlapping another tensor's param or any grad (the same tensor twice,
+ *  grad == param; on a shard, the parts in its range); grads may share memory, but then a step
  *  with zero_grads is refused.
  *  @return FOPT_SUCCESS and *out set; FOPT_ERROR_INVALID_VALUE for a NULL out/cfg/tensors, count
  *  0, a NULL, host, misaligned or overlapping pointer in a tensor with numel > 0 (the message
@@ -397,8 +397,9 @@ FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
 /*! fopt_step_ex() : fopt_step() with step options (opts may be NULL: fopt_step()). The option
  *  pointers are device pointers, read and written in stream order, so no step synchronises with
  *  the host; each aligned to its size (FOPT_ERROR_INVALID_VALUE otherwise). zero_grads over bound
- *  grads that share memory gives FOPT_ERROR_INVALID_VALUE naming two of them. With clipping, grad_norm or found_inf, a statistics kernel reads every grad first (two
- *  launches; one otherwise). A step that finds an inf/NaN updates nothing and does not count: the
+ *  grads that share memory gives FOPT_ERROR_INVALID_VALUE naming two of them. With clipping,
+ *  grad_norm or found_inf, a statistics kernel reads every grad first (two launches; one
+ *  otherwise). A step that finds an inf/NaN updates nothing and does not count: the
  *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back.
  *  Tensors of several dtypes take one launch per dtype: if a later launch fails to enqueue, the
  *  earlier ones were enqueued (their tensors are stepped) while the step counter does not
