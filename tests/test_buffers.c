@@ -190,6 +190,22 @@ Test(buffers, the_same_tensor_twice_or_grad_equal_to_param_is_refused_naming_bot
     free(p);
 }
 
+Test(buffers, a_written_buffer_starting_inside_a_read_only_one_is_refused)
+{
+    /* tensor 1's param (written) from the second element of tensor 0's grad (read) on: the grad
+     * comes first in memory, and no written buffer before it reaches the param */
+    for (int v = 0; v < BT_VARIANTS; v++)
+        for (int which = 0; which < 2; which++) {
+            bt_call c;
+            bt_call_make(&c, v, 0);
+            bt_call_reset(&c);
+            c.t[1].param = (char *)c.t[0].grad + bt_slot_bytes(&c, BT_GRAD);
+            bt_expect_refused(&c, which, NULL, FOPT_ERROR_INVALID_VALUE,
+                              (const char *[]){"overlap", "tensor 0's grad", "tensor 1's param", NULL});
+            bt_call_free(&c);
+        }
+}
+
 Test(buffers, grads_only_read_may_coincide_but_not_with_zero_grads)
 {
     for (int v = 0; v < BT_VARIANTS; v++)
