@@ -117,14 +117,23 @@ typedef struct fopt_precision {
     bool master_weights;      /* fp16/bf16 params: keep an fp32 master copy, step it, and write its
                                  rounding to param (ignored for fp32 params) */
     bool stochastic_rounding; /* bf16 params without master weights: round the new param
-                                 stochastically instead of to nearest-even */
+                                 stochastically instead of to nearest-even (ignored for fp32
+                                 params; fp16 params: FOPT_ERROR_NOT_SUPPORTED) */
     bool master_remainder;    /* bf16 params with master weights: keep 16 bits per param which,
                                  with the bf16 param, give the fp32 master exactly (2 B/param
                                  instead of 4); the param is then the master rounded to nearest
-                                 with ties away from zero (docs/SEMANTICS.md says why) */
+                                 with ties away from zero (docs/SEMANTICS.md says why). Ignored
+                                 for fp32 params; fp16 params: FOPT_ERROR_NOT_SUPPORTED */
     uint64_t seed;            /* stochastic rounding: the random bits are a pure function of
                                  (seed, step, tensor index, element index) */
 } fopt_precision;
+/* The one rule for the flags against a tensor's dtype, on every entry point: a flag with nothing
+ * to act on for the dtype (fp32 params: nothing is rounded, no master is kept) is ignored; a flag
+ * that would change how a param of the dtype is stored but that the library cannot do for it
+ * (fp16 params: stochastic_rounding, master_remainder) gives FOPT_ERROR_NOT_SUPPORTED naming the
+ * tensor and the flag. A list of fp32 and bf16 tensors (fp32 norms beside bf16 weights) thus takes
+ * every flag. Inconsistent flags (master_remainder without master_weights, stochastic_rounding
+ * with master_weights) and unknown dtypes are FOPT_ERROR_INVALID_VALUE. */
 
 /* ---------------------------------------------------------------------------------------------
  * Configurations (PyTorch defaults and semantics)
@@ -220,7 +229,9 @@ typedef struct fopt_step_options {
  * Each call performs one optimizer step over n elements in place. `step` is the number of this
  * update counting from 1 (bias correction uses it). Optional buffers are NULL when the variant
  * does not use them and must be non-NULL when it does; state buffers start zeroed.
- * n == 0 is a valid no-op (pointers are still checked). Buffers must not overlap.
+ * n == 0 is a valid no-op (pointers are still checked). Buffers must not overlap, every pointer
+ * must be aligned to 4 bytes and n * 4 bytes from it must fit the address space (at most 2^57
+ * bytes: see fopt_adam_step_ref_multi()).
  * Invalid arguments give FOPT_ERROR_INVALID_VALUE and leave every buffer unchanged.
  * ------------------------------------------------------------------------------------------- */
 
@@ -285,7 +296,17 @@ typedef struct fopt_host_tensor {
  *  plain step). With opts->found_inf set and a non-finite verdict (an inf/NaN unscaled grad, a
  *  loss scale that is not a finite number > 0, a negative or NaN grad_sq_sum), writes 1 there and
  *  changes nothing else. Validation covers every tensor before anything is written;
- *  fopt_last_error() names the tensor and the field. Buffers of a call must not overlap. */
+ *  fopt_last_error() names the tensor and the field. Buffers (tensors with numel > 0):
+ *   - every pointer (param, grad, master, state[]) is aligned to its element size (param and grad:
+ *     the dtype's; master: 4, or 2 for remainders; state: state_dtype's), as are the step
+ *     options' pointers (grad_scale, grad_norm, found_inf: 4; grad_sq_sum: 8);
+ *   - numel elements from each pointer fit the address space: numel * element size (computed
+ *     without overflow) is at most 2^57 bytes, more than any 64-bit platform maps, and does not
+ *     wrap past the end of memory; the numel of all tensors sum to at most SIZE_MAX;
+ *   - no buffer the step writes (param, master, state[], grad with zero_grads) overlaps another
+ *     buffer of the call; buffers only read (grads without zero_grads) may share memory. So the
+ *     same tensor twice, or grad == param, is refused; fopt_last_error() names both.
+ *  Any of these gives FOPT_ERROR_INVALID_VALUE. Precision flags: see fopt_precision. */
 FOPT_API fopt_status fopt_adam_step_ref_multi(const fopt_adam_config *cfg, int64_t step,
                                               const fopt_host_tensor *tensors, size_t count,
                                               const fopt_step_options *opts);
@@ -309,7 +330,9 @@ FOPT_API fopt_status fopt_rmsprop_step_cpu_multi(const fopt_rmsprop_config *cfg,
  *  rank's partial of a sharded step, 8 bytes to gather across ranks, sum in rank order and pass
  *  back as fopt_step_options.grad_sq_sum ("Sharded optimizer state" below). Non-finite exactly
  *  when some unscaled grad is, or (NaN) when *grad_scale is not a finite number > 0. Only
- *  param-independent fields are read (grad, numel, dtype). */
+ *  param-independent fields are read (grad, numel, dtype). FOPT_ERROR_INVALID_VALUE for a NULL
+ *  sq_sum, a grad, grad_scale or sq_sum not aligned to its element size, or a grad whose numel
+ *  elements do not fit the address space (grads may share memory). */
 FOPT_API fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t count,
                                                 const float *grad_scale, double *sq_sum);
 /*! fopt_grad_sq_sum_cpu_multi() : as fopt_grad_sq_sum_ref_multi(), fast; the same bits. */
@@ -377,9 +400,16 @@ typedef struct fopt_tensor {
 typedef struct fopt_optimizer fopt_optimizer;
 
 /*! fopt_adam_create() : an Adam/AdamW optimizer over `count` tensors, state zeroed, step 0.
+ *  Buffers (tensors with numel > 0): param and grad aligned to the dtype's element size, numel
+ *  elements from each inside the address space (at most 2^57 bytes, as for the CPU _multi entry
+ *  points), and no param overlapping another tensor's param or any grad (the same tensor twice,
+ *  grad == param; on a shard, the parts in its range); grads may share memory, but then a step
+ *  with zero_grads is refused.
  *  @return FOPT_SUCCESS and *out set; FOPT_ERROR_INVALID_VALUE for a NULL out/cfg/tensors, count
- *  0, a NULL or host pointer in a tensor with numel > 0, or a hyper-parameter out of range;
- *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision mode the dtypes cannot use;
+ *  0, a NULL, host, misaligned or overlapping pointer in a tensor with numel > 0 (the message
+ *  names the tensors and slots), or a hyper-parameter out of range;
+ *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision flag a tensor's dtype cannot
+ *  use (fp16 params with stochastic_rounding or master_remainder; see fopt_precision);
  *  FOPT_ERROR_NO_DEVICE without a CUDA device (the message says "no CUDA driver or device" when
  *  there is no CUDA driver or it reports no device, and which versions differ when the driver is
  *  older than the runtime); FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.
@@ -404,8 +434,10 @@ FOPT_API fopt_status fopt_step(fopt_optimizer *opt, cudaStream_t stream);
 
 /*! fopt_step_ex() : fopt_step() with step options (opts may be NULL: fopt_step()). The option
  *  pointers are device pointers, read and written in stream order, so no step synchronises with
- *  the host. With clipping, grad_norm or found_inf, a statistics kernel reads every grad first (two
- *  launches; one otherwise). A step that finds an inf/NaN updates nothing and does not count: the
+ *  the host; each aligned to its size (FOPT_ERROR_INVALID_VALUE otherwise). zero_grads over bound
+ *  grads that share memory gives FOPT_ERROR_INVALID_VALUE naming two of them. With clipping,
+ *  grad_norm or found_inf, a statistics kernel reads every grad first (two launches; one
+ *  otherwise). A step that finds an inf/NaN updates nothing and does not count: the
  *  step counter then lives on the device until fopt_step_count() or a checkpoint reads it back.
  *  Tensors of several dtypes take one launch per dtype: if a later launch fails to enqueue, the
  *  earlier ones were enqueued (their tensors are stepped) while the step counter does not
@@ -418,7 +450,8 @@ FOPT_API fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *
  *  grads of every bound tensor (grad / *grad_scale when grad_scale, a device pointer, is not NULL;
  *  NaN when *grad_scale is not a finite number > 0),
  *  in the fixed order of docs/SEMANTICS.md; on a shard optimizer, of the shard's elements only:
- *  the rank's partial of a sharded step. Enqueued on stream. */
+ *  the rank's partial of a sharded step. Enqueued on stream. FOPT_ERROR_INVALID_VALUE for a NULL
+ *  sq_sum, or a sq_sum (8 bytes) or grad_scale (4) not aligned to its size. */
 FOPT_API fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale,
                                       double *sq_sum, cudaStream_t stream);
 
@@ -437,7 +470,8 @@ FOPT_API double *fopt_lr_device(fopt_optimizer *opt);
 /*! fopt_rebind() : new param/grad addresses for the same list (same count, and per tensor the
  *  same numel, dtype and group), e.g. after a framework reallocated its gradients. Takes effect in
  *  stream order: steps enqueued before on `stream` use the old addresses, later ones the new.
- *  Anything but the same list gives FOPT_ERROR_INVALID_VALUE and changes nothing. Not capturable:
+ *  Anything but the same list, or new addresses that fopt_adam_create() would refuse (NULL, host,
+ *  misaligned, overlapping), gives FOPT_ERROR_INVALID_VALUE and changes nothing. Not capturable:
  *  on a stream that is capturing a CUDA graph it gives FOPT_ERROR_NOT_SUPPORTED and changes
  *  nothing (the capture goes on). A graph reads the bound addresses from device memory at each
  *  replay, so rebinding outside the capture, before a replay, points the replay at new tensors. */
@@ -549,6 +583,9 @@ FOPT_API void fopt_destroy(fopt_optimizer *opt);
 
 /* Shard boundaries are multiples of this many elements of the concatenation (or its end). */
 #define FOPT_SHARD_ALIGN 8
+/* The largest world fopt_shard_bounds() splits for: far beyond any data-parallel run, and its
+ * world + 1 bounds (8 MiB) and world * S stay far from any overflow in the caller's arithmetic. */
+#define FOPT_SHARD_MAX_WORLD (1 << 20)
 
 /*! fopt_shard_bounds() : splits `total` elements into `world` contiguous ranges, rank r holding
  *  [bounds[r], bounds[r + 1]) (bounds has world + 1 entries; bounds[0] = 0, bounds[world] =
@@ -556,8 +593,8 @@ FOPT_API void fopt_destroy(fopt_optimizer *opt);
  *  elements, but the last non-empty range, which holds what is left; with world > total / 8 the
  *  last ranks hold empty ranges. S = bounds[1] - bounds[0] is also the per-rank count for
  *  collectives that need equal counts (NCCL's reduce-scatter and all-gather over buffers padded to
- *  world * S elements). @return FOPT_ERROR_INVALID_VALUE for world < 1, a NULL bounds or a total
- *  above 2^62. */
+ *  world * S elements). @return FOPT_ERROR_INVALID_VALUE for world < 1 or above
+ *  FOPT_SHARD_MAX_WORLD, a NULL bounds or a total above 2^62. */
 FOPT_API fopt_status fopt_shard_bounds(uint64_t total, int world, uint64_t *bounds);
 
 /*! fopt_shard_pieces() : the pieces of the range [begin, end) of the concatenation of `count`
@@ -568,8 +605,9 @@ FOPT_API fopt_status fopt_shard_bounds(uint64_t total, int world, uint64_t *boun
  *  state[] are set to NULL for the caller to point into the shard's own buffers: piece p starts at
  *  element pieces[0].numel + ... + pieces[p - 1].numel of a buffer holding the range's elements.
  *  `pieces` has room for `count` entries; *piece_count receives how many were written.
- *  @return FOPT_ERROR_INVALID_VALUE for NULL pointers, an unknown dtype, a NULL param or grad in a
- *  tensor the range overlaps, or a range out of bounds or misaligned (as for
+ *  @return FOPT_ERROR_INVALID_VALUE for NULL pointers, an unknown dtype, a NULL, misaligned or
+ *  oversized (as for fopt_adam_step_ref_multi()) param or grad in a tensor the range overlaps, or a
+ *  range out of bounds or misaligned (as for
  *  fopt_adam_create_shard()); then nothing is written. */
 FOPT_API fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count,
                                        uint64_t begin, uint64_t end, fopt_host_tensor *pieces,

@@ -853,17 +853,21 @@ static void pp_bad_list(pp_model *m, fopt_tensor *t, size_t *count, const char *
     }
 }
 
-/* Misaligned (a param one byte off) or aliased (a param that is its grad) tensors: not settled. */
-static const char *pp_odd_list(pp_model *m, fopt_tensor *t)
+/* Misaligned (a param one byte off) or aliased (a param that is its grad) tensors: refused
+ * (src/common/buffers.c) when the tensor has elements, and for the alias when the optimizer steps
+ * them (a shard may hold no element of it); *e says which. */
+static const char *pp_odd_list(pp_model *m, fopt_tensor *t, pp_expect *e)
 {
     size_t k = pp_rand(m, m->count);
     for (size_t tries = 0; tries < m->count && !t[k].numel; tries++)
         k = (k + 1) % m->count;
     if ((m->defects & PP_DEFECT_ALIGN) && pp_chance(m, 2)) {
         t[k].param = (char *)t[k].param + 1;
+        *e = t[k].numel > 0 ? PP_INVALID : PP_UNSETTLED;
         return "a param one byte off";
     }
     t[k].param = (void *)t[k].grad;
+    *e = t[k].numel > 0 && !m->c->shard ? PP_INVALID : PP_UNSETTLED;
     return "a param that is its grad";
 }
 
@@ -881,8 +885,7 @@ static void op_rebind(pp_model *m)
     if (v < 5) {
         pp_binding_list(m, bp, bg, t);
     } else if (v < 7) {
-        what = pp_odd_list(m, t);
-        e = PP_UNSETTLED;
+        what = pp_odd_list(m, t, &e);
     } else if (v == 7) {
         what = "NULL";
         e = PP_INVALID;
@@ -1088,10 +1091,9 @@ static void op_create(pp_model *m)
     } else if (v == 9 && m->count > 1 && pp_chance(m, 2)) {
         t[1] = t[0];
         what = "tensor 0 twice";
-        e = PP_UNSETTLED;
+        e = t[0].numel > 0 && !m->c->shard ? PP_INVALID : PP_UNSETTLED;
     } else if (v == 9) {
-        what = pp_odd_list(m, t);
-        e = PP_UNSETTLED;
+        what = pp_odd_list(m, t, &e);
     } else if (v == 10) {
         what = "NULL out";
     } else if (v == 11) {

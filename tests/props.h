@@ -10,9 +10,9 @@
  *   - it failed (or was expected to fail): everything observable is as before, bit for bit, and no
  *     device memory leaked;
  *   - it succeeded: everything observable is the model's, bit for bit (NaNs: any payload).
- * Where the contract is not settled (misaligned or aliased tensors, a loss scale of 0) only "no
- * crash, no sanitizer report, failure changes nothing" is required; a success there makes the
- * model adopt what the optimizer holds.
+ * Where the contract is not settled (a loss scale of 0; misaligned or aliased tensors without
+ * elements, or outside a shard's range) only "no crash, no sanitizer report, failure changes
+ * nothing" is required; a success there makes the model adopt what the optimizer holds.
  *
  * On a failure the message names the seed, the call index and the call; FOPT_PROPS_SEED=<seed>
  * replays that one sequence. A crash (sanitizer report) prints the same from the sanitizer's death
@@ -43,15 +43,16 @@
  *   PP_DEFECT_5: a failing fopt_step_ex writes *found_inf and *grad_norm anyway: after a failed
  *                step_ex the device outputs are not compared.
  *   PP_DEFECT_ALIGN (letter a in FOPT_PROPS_DEFECTS): a param pointer that is not a multiple of
- *                its element size is accepted, and creating a bf16 optimizer with masters over it
- *                loads misaligned uint16 in kernels/master.cu (UBSan): params one byte off are not
- *                generated (the aliased param = grad case still is). */
+ *                its element size was accepted, and creating a bf16 optimizer with masters over it
+ *                loaded misaligned uint16 in kernels/master.cu (UBSan). Fixed (src/common/buffers.c:
+ *                refused, as the same tensor twice and a param that is its grad are): no longer
+ *                listed, params one byte off are generated and must be refused. */
 #define PP_DEFECT_1 1u
 #define PP_DEFECT_2 2u
 #define PP_DEFECT_5 16u
 #define PP_DEFECT_ALIGN 256u
 #ifndef FOPT_PROPS_KNOWN_DEFECTS
-#define FOPT_PROPS_KNOWN_DEFECTS (PP_DEFECT_ALIGN)
+#define FOPT_PROPS_KNOWN_DEFECTS 0
 #endif
 
 #define PP_MAX_TENSORS 4

@@ -490,10 +490,12 @@ Test(faults, destroy_after_a_failed_step_frees_everything)
 Test(faults, create_over_2_to_the_33_elements_is_out_of_memory_without_touching_the_tensors)
 {
     /* 2^33 fp32 elements: three AMSGrad state buffers of 32 GiB exceed the emulated 80 GiB. The
-     * param and grad are 16-byte device allocations claiming 2^33 elements: only their first
-     * address is checked, and nothing may read them (ASan would see it). */
+     * params and grads lie in reserved address space (disjoint, as creation checks) that no access
+     * may touch: nothing may read them. */
     long long live0 = fopt_emu_live_bytes();
-    float *param = gt_dev_alloc(16), *grad = gt_dev_alloc(16);
+    char *space;
+    CUDA_OK(fopt_emu_reserve((void **)&space, (size_t)1 << 37));
+    float *param = (float *)(void *)space, *grad = (float *)(void *)(space + ((size_t)1 << 35));
     fopt_tensor t = {param, grad, (size_t)1 << 33, FOPT_FLOAT32, 0};
     fopt_adam_config a = fopt_adam_config_default();
     a.amsgrad = true;
@@ -508,13 +510,13 @@ Test(faults, create_over_2_to_the_33_elements_is_out_of_memory_without_touching_
     r.momentum = 0.9;
     r.centered = true;
     cr_expect_eq(fopt_rmsprop_create(&out, &r, &t, 1), FOPT_ERROR_OUT_OF_MEMORY, "%s", fopt_last_error());
-    fopt_tensor m[2] = {t, {param, grad, (size_t)1 << 33, FOPT_BFLOAT16, 0}};
+    fopt_tensor m[2] = {t, {space + ((size_t)1 << 36), space + ((size_t)1 << 36) + ((size_t)1 << 34),
+                            (size_t)1 << 33, FOPT_BFLOAT16, 0}};
     a = fopt_adam_config_default();
     a.precision.master_weights = true;
     cr_expect_eq(fopt_adam_create(&out, &a, m, 2), FOPT_ERROR_OUT_OF_MEMORY, "%s", fopt_last_error());
     cr_expect_eq(out, SENTINEL);
-    fopt_dev_free(param);
-    fopt_dev_free(grad);
+    CUDA_OK(fopt_dev_free(space));
     cr_expect_eq(fopt_emu_live_bytes(), live0);
     gt_expect_no_host_leaks("create over 2^33 elements");
 }

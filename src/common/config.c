@@ -76,16 +76,22 @@ fopt_status fopt_precision_config_check(const fopt_precision *p)
     return FOPT_SUCCESS;
 }
 
+/* The one rule for precision flags against a param dtype: a flag that has nothing to act on for a
+ * dtype (fp32 params: nothing is rounded and no master is kept) is ignored; a flag that would
+ * change how a param of that dtype is stored, but which the library does not implement for it
+ * (fp16: stochastic_rounding, master_remainder), is FOPT_ERROR_NOT_SUPPORTED. So a list of fp32
+ * and bf16 tensors takes every flag. */
 fopt_status fopt_precision_check(const fopt_precision *p, fopt_dtype dtype, const char *where)
 {
     if (dtype != FOPT_FLOAT32 && dtype != FOPT_FLOAT16 && dtype != FOPT_BFLOAT16)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s: dtype: unknown dtype %d", where, (int)dtype);
-    if (dtype == FOPT_FLOAT16 && p->stochastic_rounding)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                         "%s: precision.stochastic_rounding is for bf16 params, this one is fp16", where);
-    if (dtype == FOPT_FLOAT16 && p->master_remainder)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                         "%s: precision.master_remainder is for bf16 params, this one is fp16", where);
+    const char *flag = p->stochastic_rounding ? "stochastic_rounding"
+                       : p->master_remainder  ? "master_remainder"
+                                              : NULL;
+    if (dtype == FOPT_FLOAT16 && flag)
+        return fopt_fail(FOPT_ERROR_NOT_SUPPORTED,
+                         "%s: precision.%s is for bf16 params (fp32 ones ignore it); fp16 params "
+                         "cannot use it", where, flag);
     return FOPT_SUCCESS;
 }
 
@@ -273,7 +279,14 @@ fopt_status fopt_options_check(const fopt_step_options *o)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "step options: max_grad_norm must be finite and >= 0 (0: no clipping), got %g",
                          o->max_grad_norm);
-    return FOPT_SUCCESS;
+    fopt_status st = fopt_pointer_aligned(o->grad_scale, sizeof(float), "step options: grad_scale");
+    if (st == FOPT_SUCCESS)
+        st = fopt_pointer_aligned(o->grad_norm, sizeof(float), "step options: grad_norm");
+    if (st == FOPT_SUCCESS)
+        st = fopt_pointer_aligned(o->found_inf, sizeof(int32_t), "step options: found_inf");
+    if (st == FOPT_SUCCESS)
+        st = fopt_pointer_aligned(o->grad_sq_sum, sizeof(double), "step options: grad_sq_sum");
+    return st;
 }
 
 bool fopt_options_need_stats(const fopt_step_options *o)
@@ -296,39 +309,41 @@ bool fopt_options_verdict(const fopt_step_options *o, double total, float *coef)
     return false;
 }
 
-fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const double *sq_sum)
+/* The total of numel over a call's tensors fits size_t (the drivers' element and chunk counts);
+ * reachable where buffers may coincide (grads only read). */
+static fopt_status numel_sum(size_t *total, size_t numel)
+{
+    if (numel > SIZE_MAX - *total)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "the tensors hold more than %zu elements in total",
+                         (size_t)SIZE_MAX);
+    *total += numel;
+    return FOPT_SUCCESS;
+}
+
+fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const float *grad_scale,
+                              const double *sq_sum)
 {
     if (!sq_sum || (count > 0 && !tensors))
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors or sq_sum is NULL");
-    for (size_t k = 0; k < count; k++) {
-        if (tensors[k].dtype != FOPT_FLOAT32 && tensors[k].dtype != FOPT_FLOAT16 &&
-            tensors[k].dtype != FOPT_BFLOAT16)
+    fopt_status st = fopt_pointer_aligned(sq_sum, sizeof(double), "sq_sum");
+    if (st == FOPT_SUCCESS)
+        st = fopt_pointer_aligned(grad_scale, sizeof(float), "grad_scale");
+    size_t total = 0;
+    for (size_t k = 0; k < count && st == FOPT_SUCCESS; k++) {
+        const fopt_host_tensor *t = &tensors[k];
+        fopt_range r;
+        if (t->dtype != FOPT_FLOAT32 && t->dtype != FOPT_FLOAT16 && t->dtype != FOPT_BFLOAT16)
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: dtype: unknown dtype %d", k,
-                             (int)tensors[k].dtype);
-        if (tensors[k].numel > 0 && !tensors[k].grad)
+                             (int)t->dtype);
+        if (t->numel > 0 && !t->grad)
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: grad is NULL with numel %zu", k,
-                             tensors[k].numel);
+                             t->numel);
+        if (t->numel > 0)
+            st = fopt_buffer_range(t->grad, t->numel, fopt_dtype_bytes(t->dtype), k, "grad", false, &r);
+        if (st == FOPT_SUCCESS)
+            st = numel_sum(&total, t->numel);
     }
-    return FOPT_SUCCESS;
-}
-
-/* ---- buffers of a call must not overlap ---- */
-
-static int range_cmp(const void *a, const void *b)
-{
-    const fopt_range *x = a, *y = b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
-}
-
-fopt_status fopt_ranges_disjoint(fopt_range *r, size_t count)
-{
-    qsort(r, count, sizeof *r, range_cmp);
-    for (size_t i = 1; i < count; i++)
-        if (r[i].begin < r[i - 1].end)
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                             "buffers overlap: tensor %zu's %s and tensor %zu's %s share memory",
-                             r[i - 1].tensor, r[i - 1].what, r[i].tensor, r[i].what);
-    return FOPT_SUCCESS;
+    return st;
 }
 
 /* ---- a CPU multi-tensor call ---- */
@@ -337,6 +352,91 @@ static const char *const state_names[2][FOPT_MAX_STATES] = {
     {"exp_avg (state[0])", "exp_avg_sq (state[1])", "max_exp_avg_sq (state[2])"},
     {"square_avg (state[0])", "momentum_buffer (state[1])", "grad_avg (state[2])"},
 };
+
+/* What a call's tensors are checked against. */
+typedef struct call_rules {
+    const fopt_precision *pr;
+    unsigned states;
+    const char *const *names;
+    bool grads_written; /* zero_grads */
+} call_rules;
+
+/* One tensor's fields, without its memory: dtype and flags, piece indices, master and required
+ * states present. Adds its buffers' count to *nranges. (The numel of a call's tensors sum to less
+ * than SIZE_MAX once call_buffers() has passed: their params are disjoint ranges of memory.) */
+static fopt_status tensor_fields(const call_rules *c, const fopt_host_tensor *t, size_t k,
+                                 size_t *nranges)
+{
+    char where[48];
+    snprintf(where, sizeof where, "tensor %zu", k);
+    fopt_status st = fopt_precision_check(c->pr, t->dtype, where);
+    if (st != FOPT_SUCCESS)
+        return st;
+    fopt_master_mode mm = fopt_master_mode_of(c->pr, t->dtype);
+    if (t->piece && (t->tensor > UINT32_MAX || t->elem_offset > (uint64_t)INT64_MAX - t->numel))
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "tensor %zu: piece of tensor %zu at element %llu: indices must stay below "
+                         "2^32 (tensor) and 2^63 (element)", k, t->tensor, (unsigned long long)t->elem_offset);
+    if (t->master && mm == FOPT_MASTER_NONE)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: master is set but %s", k,
+                         t->dtype == FOPT_FLOAT32 ? "fp32 params keep no master copy"
+                                                  : "precision.master_weights is off");
+    if (t->numel == 0)
+        return FOPT_SUCCESS;
+    if (!t->param || !t->grad)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
+                         t->param ? "grad" : "param", t->numel);
+    if (mm != FOPT_MASTER_NONE && !t->master)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "tensor %zu: master is NULL but precision.master_weights is on", k);
+    for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
+        if ((c->states >> s & 1u) && !t->state[s])
+            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL", k, c->names[s]);
+    *nranges += 2 + (mm != FOPT_MASTER_NONE);
+    for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
+        *nranges += c->states >> s & 1u;
+    return FOPT_SUCCESS;
+}
+
+/* One tensor's buffers (numel > 0), aligned and inside the address space, appended to r. */
+static fopt_status tensor_ranges(const call_rules *c, const fopt_host_tensor *t, size_t k,
+                                 fopt_range *r, size_t *n)
+{
+    const size_t eb = fopt_dtype_bytes(t->dtype);
+    const size_t sb = c->pr->state_dtype == FOPT_BFLOAT16 ? 2 : 4;
+    const fopt_master_mode mm = fopt_master_mode_of(c->pr, t->dtype);
+    fopt_status st = fopt_buffer_range(t->param, t->numel, eb, k, "param", true, &r[(*n)++]);
+    if (st == FOPT_SUCCESS)
+        st = fopt_buffer_range(t->grad, t->numel, eb, k, "grad", c->grads_written, &r[(*n)++]);
+    if (st == FOPT_SUCCESS && mm != FOPT_MASTER_NONE)
+        st = fopt_buffer_range(t->master, t->numel, mm == FOPT_MASTER_F32 ? 4 : 2, k,
+                               mm == FOPT_MASTER_F32 ? "master" : "master (remainders)", true, &r[(*n)++]);
+    for (unsigned s = 0; s < FOPT_MAX_STATES && st == FOPT_SUCCESS; s++)
+        if (c->states >> s & 1u)
+            st = fopt_buffer_range(t->state[s], t->numel, sb, k, c->names[s], true, &r[(*n)++]);
+    return st;
+}
+
+/* Every buffer of the call: aligned, inside the address space, no forbidden overlap. */
+static fopt_status call_buffers(const call_rules *c, const fopt_host_tensor *tensors, size_t count,
+                                size_t nranges)
+{
+    if (nranges == 0)
+        return FOPT_SUCCESS;
+    fopt_range *r = calloc(nranges, sizeof *r);
+    if (!r)
+        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation of %zu buffer ranges failed",
+                         nranges);
+    fopt_status st = FOPT_SUCCESS;
+    size_t n = 0;
+    for (size_t k = 0; k < count && st == FOPT_SUCCESS; k++)
+        if (tensors[k].numel > 0)
+            st = tensor_ranges(c, &tensors[k], k, r, &n);
+    if (st == FOPT_SUCCESS)
+        st = fopt_ranges_disjoint(r, n);
+    free(r);
+    return st;
+}
 
 fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int64_t step,
                              const fopt_host_tensor *tensors, size_t count,
@@ -351,66 +451,11 @@ fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int
         return st;
     if (count > 0 && !tensors)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors is NULL with count %zu", count);
-    const fopt_precision *pr = fopt_cfg_precision(d, cfg);
-    const unsigned states = d->states(cfg);
-    const unsigned state_bytes = pr->state_dtype == FOPT_BFLOAT16 ? 2u : 4u;
-    const char *const *names = state_names[d->kind == FOPT_KIND_ADAM ? 0 : 1];
+    const call_rules c = {fopt_cfg_precision(d, cfg), d->states(cfg),
+                          state_names[d->kind == FOPT_KIND_ADAM ? 0 : 1], opts && opts->zero_grads};
     size_t nranges = 0;
-    for (size_t k = 0; k < count; k++) {
-        const fopt_host_tensor *t = &tensors[k];
-        char where[48];
-        snprintf(where, sizeof where, "tensor %zu", k);
-        if ((st = fopt_precision_check(pr, t->dtype, where)) != FOPT_SUCCESS)
+    for (size_t k = 0; k < count; k++)
+        if ((st = tensor_fields(&c, &tensors[k], k, &nranges)) != FOPT_SUCCESS)
             return st;
-        fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
-        if (t->piece && (t->tensor > UINT32_MAX || t->elem_offset > (uint64_t)INT64_MAX - t->numel))
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                             "tensor %zu: piece of tensor %zu at element %llu: indices must stay below "
-                             "2^32 (tensor) and 2^63 (element)", k, t->tensor, (unsigned long long)t->elem_offset);
-        if (t->master && mm == FOPT_MASTER_NONE)
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: master is set but %s", k,
-                             t->dtype == FOPT_FLOAT32 ? "fp32 params keep no master copy"
-                                                      : "precision.master_weights is off");
-        if (t->numel == 0)
-            continue;
-        if (!t->param || !t->grad)
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
-                             t->param ? "grad" : "param", t->numel);
-        if (mm != FOPT_MASTER_NONE && !t->master)
-            return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                             "tensor %zu: master is NULL but precision.master_weights is on", k);
-        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
-            if ((states >> s & 1u) && !t->state[s])
-                return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL", k, names[s]);
-        nranges += 2 + (mm != FOPT_MASTER_NONE);
-        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
-            nranges += states >> s & 1u;
-    }
-    if (nranges == 0)
-        return FOPT_SUCCESS;
-    fopt_range *r = malloc(nranges * sizeof *r);
-    if (!r)
-        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation of %zu bytes failed",
-                         nranges * sizeof *r);
-    size_t n = 0;
-    for (size_t k = 0; k < count; k++) {
-        const fopt_host_tensor *t = &tensors[k];
-        if (t->numel == 0)
-            continue;
-        size_t eb = t->dtype == FOPT_FLOAT32 ? 4 : 2;
-        fopt_master_mode mm = fopt_master_mode_of(pr, t->dtype);
-        r[n++] = (fopt_range){(uintptr_t)t->param, (uintptr_t)t->param + t->numel * eb, k, "param"};
-        r[n++] = (fopt_range){(uintptr_t)t->grad, (uintptr_t)t->grad + t->numel * eb, k, "grad"};
-        if (mm != FOPT_MASTER_NONE)
-            r[n++] = (fopt_range){(uintptr_t)t->master,
-                                  (uintptr_t)t->master + t->numel * (mm == FOPT_MASTER_F32 ? 4 : 2), k,
-                                  "master"};
-        for (unsigned s = 0; s < FOPT_MAX_STATES; s++)
-            if (states >> s & 1u)
-                r[n++] = (fopt_range){(uintptr_t)t->state[s],
-                                      (uintptr_t)t->state[s] + t->numel * state_bytes, k, names[s]};
-    }
-    st = fopt_ranges_disjoint(r, n);
-    free(r);
-    return st;
+    return call_buffers(&c, tensors, count, nranges);
 }

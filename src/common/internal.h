@@ -103,17 +103,40 @@ fopt_status fopt_rmsprop_flat_tensor(const fopt_rmsprop_config *cfg, size_t n, f
 /* Every group's scalars of one CPU call (one group: the config's lr and weight decay). */
 fopt_group_scalars fopt_cpu_scalars(const fopt_desc *d, const fopt_any_config *cfg, int64_t step);
 
-/* The byte ranges [begin, end) of a call's buffers must not overlap: FOPT_SUCCESS or
- * INVALID_VALUE naming two of them. `names[i]` says what range i is. */
+/* ---- the buffers of a call (src/common/buffers.c) ---- */
+
+/* Bytes per element of a param/grad dtype. */
+size_t fopt_dtype_bytes(fopt_dtype dt);
+
+/* A buffer of a call: the bytes [begin, end), tensor `tensor`'s slot `what`, written by the step
+ * or only read. */
 typedef struct fopt_range {
     uintptr_t begin, end;
     size_t tensor;
     const char *what;
+    bool written;
 } fopt_range;
+
+/* p (a single value, `what` named in full) is aligned to `align` bytes: FOPT_SUCCESS or
+ * INVALID_VALUE. */
+fopt_status fopt_pointer_aligned(const void *p, size_t align, const char *what);
+
+/* The range of numel elements of `elem` bytes at p: FOPT_SUCCESS, or INVALID_VALUE naming tensor
+ * and slot when p is not aligned to elem or the bytes do not fit the address space (no
+ * multiplication wraps). */
+fopt_status fopt_buffer_range(const void *p, size_t numel, size_t elem, size_t tensor,
+                              const char *what, bool written, fopt_range *out);
+
+/* Whether two of the ranges overlap where one of them is written (read-only ranges may share
+ * memory); if so *a and *b are such a pair. Sorts r. */
+bool fopt_ranges_overlap(fopt_range *r, size_t count, fopt_range *a, fopt_range *b);
+
+/* FOPT_SUCCESS, or INVALID_VALUE naming two ranges that fopt_ranges_overlap() finds. Sorts r. */
 fopt_status fopt_ranges_disjoint(fopt_range *ranges, size_t count);
 
 /* Arguments of fopt_grad_sq_sum_*_multi. */
-fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const double *sq_sum);
+fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const float *grad_scale,
+                              const double *sq_sum);
 
 /* The reference's sum of squares of the unscaled grads in the order of kernels/stats.h. */
 double fopt_ref_sq_sum(const fopt_host_tensor *tensors, size_t count, const float *grad_scale);

@@ -35,21 +35,20 @@ fopt_status fopt_shard_bounds(uint64_t total, int world, uint64_t *bounds)
 {
     if (!bounds)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "bounds is NULL");
-    if (world < 1)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "world must be >= 1, got %d", world);
+    if (world < 1 || world > FOPT_SHARD_MAX_WORLD)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "world must be in [1, %d], got %d",
+                         FOPT_SHARD_MAX_WORLD, world);
     if (total > ((uint64_t)1 << 62))
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%" PRIu64 " elements; at most 2^62", total);
     /* in units of FOPT_SHARD_ALIGN elements: each rank ceil(units / world) of them */
     const uint64_t units = (total + FOPT_SHARD_ALIGN - 1) / FOPT_SHARD_ALIGN;
     const uint64_t per = (units + (uint64_t)world - 1) / (uint64_t)world;
-    for (int r = 0; r <= world; r++) {
-        uint64_t u = (uint64_t)r * per;
+    for (uint64_t r = 0; r <= (uint64_t)world; r++) { /* world + 1 entries; no int overflow */
+        uint64_t u = r * per;
         bounds[r] = u >= units ? total : u * FOPT_SHARD_ALIGN;
     }
     return FOPT_SUCCESS;
 }
-
-static size_t dtype_bytes(fopt_dtype dt) { return dt == FOPT_FLOAT32 ? 4 : 2; }
 
 fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count, uint64_t begin,
                               uint64_t end, fopt_host_tensor *pieces, size_t *piece_count)
@@ -68,6 +67,14 @@ fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count, uin
         if (hi > lo && (!t->param || !t->grad))
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
                              t->param ? "grad" : "param", t->numel);
+        fopt_range r; /* the pieces' pointers are computed from aligned, in-bounds ones */
+        fopt_status st = hi > lo ? fopt_buffer_range(t->param, t->numel, fopt_dtype_bytes(t->dtype), k,
+                                                     "param", true, &r)
+                                 : FOPT_SUCCESS;
+        if (st == FOPT_SUCCESS && hi > lo)
+            st = fopt_buffer_range(t->grad, t->numel, fopt_dtype_bytes(t->dtype), k, "grad", false, &r);
+        if (st != FOPT_SUCCESS)
+            return st;
         total += t->numel;
     }
     fopt_status st = fopt_shard_range_check(total, begin, end);
@@ -83,7 +90,7 @@ fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count, uin
         if (hi == lo)
             continue;
         fopt_host_tensor *p = &pieces[n++];
-        const size_t eb = dtype_bytes(t->dtype);
+        const size_t eb = fopt_dtype_bytes(t->dtype);
         *p = *t;
         p->param = (char *)t->param + lo * eb;
         p->grad = (const char *)t->grad + lo * eb;

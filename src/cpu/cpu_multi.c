@@ -256,7 +256,7 @@ static fopt_status cpu_sq_sum(const fopt_host_tensor *tensors, size_t count, con
 fopt_status fopt_grad_sq_sum_cpu_multi(const fopt_host_tensor *tensors, size_t count,
                                        const float *grad_scale, double *sq_sum)
 {
-    fopt_status st = fopt_sq_sum_check(tensors, count, sq_sum);
+    fopt_status st = fopt_sq_sum_check(tensors, count, grad_scale, sq_sum);
     if (st != FOPT_SUCCESS)
         return st;
     if ((st = cpu_sq_sum(tensors, count, grad_scale, sq_sum)) == FOPT_SUCCESS)

@@ -100,6 +100,10 @@ FOPT_DEV_API void fopt_emu_set_device_count(int n);
  * runtime's at start); 0 emulates a machine without a CUDA driver, and any version below the
  * runtime's makes fopt_dev_count fail with cudaErrorInsufficientDriver, as the CUDA runtime does. */
 FOPT_DEV_API void fopt_emu_set_driver_version(int v);
+/* fopt_emu_reserve(ptr, bytes): `bytes` of device address space that no access may touch
+ * (PROT_NONE host pages, not counted as allocated; fopt_dev_free releases it): for tests of tensors
+ * larger than memory whose buffers must still be disjoint. cudaErrorNotSupported on a GPU. */
+FOPT_DEV_API cudaError_t fopt_emu_reserve(void **ptr, size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -142,4 +142,10 @@ long fopt_emu_calls(void) { return -1; }
 long long fopt_emu_live_bytes(void) { return -1; }
 void fopt_emu_set_device_count(int n) { (void)n; }
 void fopt_emu_set_driver_version(int v) { (void)v; }
+cudaError_t fopt_emu_reserve(void **ptr, size_t bytes)
+{
+    (void)ptr;
+    (void)bytes;
+    return cudaErrorNotSupported;
+}
 #endif

@@ -10,9 +10,11 @@
  * synchronises is caught here too; so does a captured copy to or from host memory, which a replay
  * would read or write long after the call that enqueued it returned (device.h). */
 #ifdef FOPT_DEVICE_EMULATION
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "device.h"
 
@@ -46,6 +48,7 @@ static int injected_failure(void)
 typedef struct block {
     uintptr_t base;
     size_t size;
+    int reserved; /* fopt_emu_reserve: inaccessible address space, not counted as live */
 } block;
 static block *g_blocks;
 static size_t g_nblocks, g_capblocks;
@@ -133,6 +136,29 @@ cudaError_t fopt_dev_pointer(const void *ptr, fopt_mem_kind *kind, int *device)
     return cudaSuccess;
 }
 
+/* Registers the block [p, p + bytes); false (nothing registered) when the registry cannot grow. */
+static int add_block(void *p, size_t bytes, int reserved)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_nblocks == g_capblocks) {
+        size_t cap = g_capblocks ? 2 * g_capblocks : 64;
+        block *nb = realloc(g_blocks, cap * sizeof *nb);
+        if (!nb) {
+            pthread_mutex_unlock(&g_lock);
+            return 0;
+        }
+        g_blocks = nb;
+        g_capblocks = cap;
+    }
+    size_t i = upper((uintptr_t)p);
+    memmove(&g_blocks[i + 1], &g_blocks[i], (g_nblocks - i) * sizeof *g_blocks);
+    g_blocks[i] = (block){(uintptr_t)p, bytes, reserved};
+    g_nblocks++;
+    g_live += reserved ? 0 : bytes;
+    pthread_mutex_unlock(&g_lock);
+    return 1;
+}
+
 cudaError_t fopt_dev_malloc(void **ptr, size_t bytes)
 {
     if (injected_failure() || bytes > EMU_CAPACITY - g_live)
@@ -141,24 +167,23 @@ cudaError_t fopt_dev_malloc(void **ptr, size_t bytes)
     void *p = aligned_alloc(256, ((bytes ? bytes : 1) + 255) & ~(size_t)255);
     if (!p)
         return cudaErrorMemoryAllocation;
-    pthread_mutex_lock(&g_lock);
-    if (g_nblocks == g_capblocks) {
-        size_t cap = g_capblocks ? 2 * g_capblocks : 64;
-        block *nb = realloc(g_blocks, cap * sizeof *nb);
-        if (!nb) {
-            pthread_mutex_unlock(&g_lock);
-            free(p);
-            return cudaErrorMemoryAllocation;
-        }
-        g_blocks = nb;
-        g_capblocks = cap;
+    if (!add_block(p, bytes, 0)) {
+        free(p);
+        return cudaErrorMemoryAllocation;
     }
-    size_t i = upper((uintptr_t)p);
-    memmove(&g_blocks[i + 1], &g_blocks[i], (g_nblocks - i) * sizeof *g_blocks);
-    g_blocks[i] = (block){(uintptr_t)p, bytes};
-    g_nblocks++;
-    g_live += bytes;
-    pthread_mutex_unlock(&g_lock);
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t fopt_emu_reserve(void **ptr, size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return cudaErrorMemoryAllocation;
+    if (!add_block(p, bytes ? bytes : 1, 1)) {
+        munmap(p, bytes ? bytes : 1);
+        return cudaErrorMemoryAllocation;
+    }
     *ptr = p;
     return cudaSuccess;
 }
@@ -173,7 +198,8 @@ cudaError_t fopt_dev_free(void *ptr)
         pthread_mutex_unlock(&g_lock);
         return cudaErrorInvalidValue;
     }
-    g_live -= g_blocks[i - 1].size;
+    const block gone = g_blocks[i - 1];
+    g_live -= gone.reserved ? 0 : gone.size;
     memmove(&g_blocks[i - 1], &g_blocks[i], (g_nblocks - i) * sizeof *g_blocks);
     g_nblocks--;
     if (g_nblocks == 0) { /* let leak checkers see a clean heap */
@@ -182,7 +208,10 @@ cudaError_t fopt_dev_free(void *ptr)
         g_capblocks = 0;
     }
     pthread_mutex_unlock(&g_lock);
-    free(ptr);
+    if (gone.reserved)
+        munmap(ptr, gone.size);
+    else
+        free(ptr);
     return cudaSuccess;
 }
 

@@ -168,6 +168,76 @@ fopt_status fopt_check_device_tensors(const fopt_tensor *tensors, size_t count, 
     return FOPT_SUCCESS;
 }
 
+/* The part of each tensor that the range [begin, end) holds, as the ranges of its param
+ * (written) and grad (read, or written when grads_written), after the whole tensors' alignment and
+ * size checks. */
+static fopt_status list_ranges(const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end,
+                               bool grads_written, fopt_range *r, size_t *n)
+{
+    uint64_t start = 0, lo, hi;
+    *n = 0;
+    for (size_t k = 0; k < count; start += tensors[k].numel, k++) {
+        const fopt_tensor *t = &tensors[k];
+        const size_t eb = fopt_dtype_bytes(t->dtype);
+        fopt_range whole;
+        if (t->numel == 0)
+            continue;
+        fopt_status st = fopt_buffer_range(t->param, t->numel, eb, k, "param", true, &whole);
+        if (st == FOPT_SUCCESS)
+            st = fopt_buffer_range(t->grad, t->numel, eb, k, "grad", grads_written, &whole);
+        if (st != FOPT_SUCCESS)
+            return st;
+        fopt_shard_part(start, t->numel, begin, end, &lo, &hi);
+        if (hi == lo)
+            continue;
+        (void)fopt_buffer_range((char *)t->param + lo * eb, hi - lo, eb, k, "param", true, &r[(*n)++]);
+        (void)fopt_buffer_range((const char *)t->grad + lo * eb, hi - lo, eb, k, "grad", grads_written,
+                                &r[(*n)++]);
+    }
+    return FOPT_SUCCESS;
+}
+
+/* The buffers of a tensor list (creation, rebind) that an optimizer over the elements
+ * [begin, end) of its concatenation steps: every param and grad aligned to its dtype and inside
+ * the address space, no param overlapping another param or a grad (the parts in the range). Grads
+ * may share memory; *alias then names two, for the steps with zero_grads to refuse. */
+static fopt_status check_list_buffers(const fopt_tensor *tensors, size_t count, uint64_t begin,
+                                      uint64_t end, fopt_grad_alias *alias)
+{
+    fopt_range *r = calloc(count, 2 * sizeof *r), a, b;
+    size_t n;
+    if (!r)
+        return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation for %zu tensors failed", count);
+    fopt_status st = list_ranges(tensors, count, begin, end, false, r, &n);
+    if (st == FOPT_SUCCESS)
+        st = fopt_ranges_disjoint(r, n);
+    memset(alias, 0, sizeof *alias);
+    if (st == FOPT_SUCCESS && list_ranges(tensors, count, begin, end, true, r, &n) == FOPT_SUCCESS &&
+        fopt_ranges_overlap(r, n, &a, &b)) {
+        alias->found = 1;
+        alias->a = a.tensor < b.tensor ? a.tensor : b.tensor;
+        alias->b = a.tensor < b.tensor ? b.tensor : a.tensor;
+    }
+    free(r);
+    return st;
+}
+
+/* The range a creation steps ([0, total) without `range`) and its buffers (check_list_buffers). */
+static fopt_status check_list_range(const fopt_tensor *tensors, size_t count, const uint64_t *range,
+                                    uint64_t *begin, uint64_t *end, fopt_grad_alias *alias)
+{
+    uint64_t total = 0;
+    for (size_t k = 0; k < count; k++) {
+        if (tensors[k].numel > UINT64_MAX - total)
+            return fopt_fail(FOPT_ERROR_NOT_SUPPORTED, "tensors hold too many elements in total");
+        total += tensors[k].numel;
+    }
+    *begin = range ? range[0] : 0;
+    *end = range ? range[1] : total;
+    fopt_status status = range ? fopt_shard_range_check(total, *begin, *end) : FOPT_SUCCESS;
+    return status != FOPT_SUCCESS ? status : check_list_buffers(tensors, count, *begin, *end, alias);
+}
+
 static void release(fopt_optimizer *opt)
 {
     if (!opt)
@@ -222,14 +292,9 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
         return status;
     if ((status = check_tensors(d, cfg, tensors, count)) != FOPT_SUCCESS)
         return status;
-    uint64_t total = 0;
-    for (size_t k = 0; k < count; k++) {
-        if (tensors[k].numel > UINT64_MAX - total)
-            return fopt_fail(FOPT_ERROR_NOT_SUPPORTED, "tensors hold too many elements in total");
-        total += tensors[k].numel;
-    }
-    const uint64_t begin = range ? range[0] : 0, end = range ? range[1] : total;
-    if (range && (status = fopt_shard_range_check(total, begin, end)) != FOPT_SUCCESS)
+    uint64_t begin, end;
+    fopt_grad_alias alias;
+    if ((status = check_list_range(tensors, count, range, &begin, &end, &alias)) != FOPT_SUCCESS)
         return status;
 
     int devices = 0;
@@ -266,6 +331,7 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
     opt->list_hash = list_hash(tensors, count);
     opt->shard_begin = begin;
     opt->shard_end = end;
+    opt->grad_alias = alias;
     for (size_t k = 0; k < count; k++) {
         opt->list_numel[k] = tensors[k].numel;
         /* every tensor's group, also outside a shard's range: all shards have the same groups */
@@ -462,6 +528,10 @@ fopt_status fopt_step_ex(fopt_optimizer *opt, const fopt_step_options *opts, cud
     fopt_status status = fopt_options_check(opts);
     if (status != FOPT_SUCCESS)
         return status;
+    if (opts && opts->zero_grads && opt->grad_alias.found)
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                         "step options: zero_grads writes the grads, and tensor %zu's grad and tensor "
+                         "%zu's grad share memory", opt->grad_alias.a, opt->grad_alias.b);
     if (!opt->step_on_device && opt->step == INT64_MAX)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "the step count is INT64_MAX: one more step would overflow it (fopt_set_step_count "
@@ -540,9 +610,13 @@ fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale, doubl
 {
     if (!opt || !sq_sum)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer or sq_sum is NULL");
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
+    fopt_status status = fopt_pointer_aligned(sq_sum, sizeof(double), "sq_sum");
+    if (status == FOPT_SUCCESS)
+        status = fopt_pointer_aligned(grad_scale, sizeof(float), "grad_scale");
     if (status != FOPT_SUCCESS)
+        return status;
+    fopt_device_scope scope;
+    if ((status = fopt_device_enter(opt, &scope)) != FOPT_SUCCESS)
         return status;
     FOPT_CUDA_TRY(launch_stats(opt, NULL, 0, sq_sum, grad_scale, stream));
     fopt_device_leave(&scope);
@@ -721,9 +795,12 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
                              t->param ? "grad" : "param", t->numel);
     }
-    fopt_device_scope scope;
-    fopt_status status = fopt_device_enter(opt, &scope);
+    fopt_grad_alias alias;
+    fopt_status status = check_list_buffers(tensors, count, opt->shard_begin, opt->shard_end, &alias);
     if (status != FOPT_SUCCESS)
+        return status;
+    fopt_device_scope scope;
+    if ((status = fopt_device_enter(opt, &scope)) != FOPT_SUCCESS)
         return status;
     fopt_tensor_entry *next = NULL;
     if ((status = refuse_capture(stream)) != FOPT_SUCCESS)
@@ -743,6 +820,7 @@ fopt_status fopt_rebind(fopt_optimizer *opt, const fopt_tensor *tensors, size_t 
      * refuse_capture), so it can go at once. */
     FOPT_CUDA_TRY(fopt_dev_memcpy_async(opt->table_mem, next, count * sizeof *next, stream));
     memcpy(opt->entries, next, count * sizeof *next);
+    opt->grad_alias = alias;
     free(next);
     fopt_device_leave(&scope);
     return FOPT_SUCCESS;

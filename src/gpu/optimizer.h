@@ -12,6 +12,12 @@
 extern "C" {
 #endif
 
+/* Bound grads may share memory while the steps only read them; zero_grads writes them. */
+typedef struct fopt_grad_alias {
+    int found;
+    size_t a, b; /* the two tensors */
+} fopt_grad_alias;
+
 struct fopt_optimizer {
     const fopt_desc *d;
     fopt_any_config cfg;
@@ -32,6 +38,7 @@ struct fopt_optimizer {
     fopt_table_plan plan;
     fopt_kernel step_kernel[FOPT_CLASSES];
     fopt_tensor_entry *entries;   /* host copy of the device entries: entry k is tensor k's part */
+    fopt_grad_alias grad_alias;   /* two bound grads that share memory: no zero_grads step */
     void *state_mem;              /* device: state buffers then masters */
     void *table_mem;              /* device: entries, step chunks, stat chunks */
     void *work_mem;               /* device: see the offsets below */

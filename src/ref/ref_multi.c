@@ -58,7 +58,7 @@ double fopt_ref_sq_sum(const fopt_host_tensor *tensors, size_t count, const floa
 fopt_status fopt_grad_sq_sum_ref_multi(const fopt_host_tensor *tensors, size_t count,
                                        const float *grad_scale, double *sq_sum)
 {
-    fopt_status st = fopt_sq_sum_check(tensors, count, sq_sum);
+    fopt_status st = fopt_sq_sum_check(tensors, count, grad_scale, sq_sum);
     if (st != FOPT_SUCCESS)
         return st;
     *sq_sum = fopt_stat_total(fopt_ref_sq_sum(tensors, count, grad_scale), grad_scale);
