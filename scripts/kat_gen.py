@@ -59,6 +59,7 @@ only NaN-ness there.
 import argparse
 import math
 import os
+import random
 import struct
 from fractions import Fraction
 
@@ -502,21 +503,34 @@ def adam_rows():
         (0.49999999, 0.999, 1e-8, 1e-3, 0.0, 0),
     ]
     steps = [1, 2, 3, 10, 1000, 65536, (1 << 31) + 1, (1 << 40) + 3, (1 << 63) - 1]
-    for ci, (b1, b2, eps, lr, wd, dec) in enumerate(cases):
-        for t in steps[ci % 3::3] + [1]:
-            rows.append(("adam", [f64_bits(b1), f64_bits(b2), f64_bits(eps), f64_bits(lr), f64_bits(wd), dec, t],
-                         adam(b1, b2, eps, lr, wd, dec, t), None))
+    picked = []
+    for ci, c in enumerate(cases):
+        picked += [(c, t) for t in steps[ci % 3::3] + [1]]
+    # where the one rounding matters: 1 - (1 - beta1) in float differs from s(beta1) (beta1 0.1,
+    # 0.35), s(1 - lr*wd) from 1 - s(lr*wd) in float (lr*wd 0.09, 0.09 again from other factors)
+    picked += [((0.1, 0.999, 1e-8, 1e-3, 0.0, 0), 5), ((0.35, 0.9, 1e-8, 1e-3, 0.0, 0), 7),
+               ((0.9, 0.999, 1e-8, 0.1, 0.9, 1), 3), ((0.9, 0.999, 1e-8, 0.3, 0.3, 1), 4)]
+    rng = random.Random(20261208)  # random() of a seeded Random is the same on every Python 3
+    for i in range(30):
+        c = (rng.random(), 1.0 - 10.0 ** (-6 * rng.random()), 10.0 ** (-12 + 10 * rng.random()),
+             10.0 ** (-5 + 5 * rng.random()), 0.0 if i % 4 == 0 else rng.random(), i % 2)
+        picked.append((c, 1 + int(10.0 ** (7 * rng.random())) if i % 5 else rng.getrandbits(63)))
+    for (b1, b2, eps, lr, wd, dec), t in picked:
+        rows.append(("adam", [f64_bits(b1), f64_bits(b2), f64_bits(eps), f64_bits(lr), f64_bits(wd), dec, t],
+                     adam(b1, b2, eps, lr, wd, dec, t), None))
     return rows
 
 
 def rmsprop_rows():
     rows = []
+    rng = random.Random(777)
     for alpha, eps, lr, wd, mom in (
         (0.99, 1e-8, 1e-2, 0.0, 0.0), (0.99, 1e-8, 1e-2, 1e-2, 0.9), (0.9, 1e-7, 1e-3, 0.0, 0.5),
         (0.5, 1e-3, 0.3, 0.1, 0.0), (0.0, 1e-8, 1.0, 0.0, 0.99), (1.0, 1e-8, 1e-3, 1e-4, 0.0),
         (0.2, 1e-12, 5e-5, 3e-3, 0.1), (0.75, 0.1, 2.5e-4, 0.0, 0.0), (0.999999, 1e-10, 1e-6, 1e-5, 0.95),
         (0.5000000001, 1e-8, 1e-2, 0.0, 0.0),
-    ):
+    ) + tuple((rng.random(), 10.0 ** (-12 + 10 * rng.random()), 10.0 ** (-5 + 5 * rng.random()),
+               0.0 if i % 3 == 0 else rng.random(), 0.0 if i % 4 == 0 else rng.random()) for i in range(15)):
         rows.append(("rmsprop", [f64_bits(v) for v in (alpha, eps, lr, wd, mom)], rmsprop(alpha, eps, lr, wd, mom),
                      None))
     return rows

@@ -94,9 +94,6 @@ static const kat_table *kat_load(void)
             t.kinds = realloc(t.kinds, cap * sizeof *t.kinds);
             cr_assert(t.rows && t.kinds);
         }
-        char *hash = strchr(copy, '#');
-        if (hash)
-            *hash = '\0';
         copy[strcspn(copy, "\n")] = '\0';
         r.text = strdup(copy);
         strcpy(t.kinds[t.count], kind);

@@ -13,7 +13,7 @@
 
 typedef struct kat_row {
     int line;                        /* in kat.txt, for the failure message */
-    const char *text;                /* the row as written (without its comment) */
+    const char *text;                /* the row as written, its comment included */
     int nin, nout;
     uint64_t in[KAT_MAX_FIELDS];
     uint64_t out[KAT_MAX_FIELDS];

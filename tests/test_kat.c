@@ -15,6 +15,7 @@
  * NaN: the software conversions' NaNs are the documented ones (sign | 0x7fc0, sign | 0x7e00);
  * where the fast path converts fp16 with F16C / AVX-512F instructions only NaN-ness counts. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
