@@ -356,7 +356,8 @@ Test(kat, sums_of_squares_of_the_reference_and_the_fast_path_in_the_fixed_order)
         for (int threads = 1; threads <= 3; threads += 2) {
             cr_assert_eq(fopt_cpu_set_threads(threads), FOPT_SUCCESS);
             cr_assert_eq(fopt_grad_sq_sum_cpu_multi(s.tensors, s.count, s.scale, &cpu), FOPT_SUCCESS);
-            KAT_EXPECT(&r[i], kat_f64_bits(cpu), r[i].out[0], threads == 1 ? "fast path sum, 1 thread" : "fast path sum, 3 threads");
+            KAT_EXPECT(&r[i], kat_f64_bits(cpu), r[i].out[0],
+                       threads == 1 ? "fast path sum, 1 thread" : "fast path sum, 3 threads");
         }
         cr_assert_eq(fopt_cpu_set_threads(0), FOPT_SUCCESS);
         kat_sqsum_free(&s);
