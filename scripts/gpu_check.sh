@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one script for a borrowed GPU machine (H100 / H200): build for sm_90 with the ptxas report,
-# the full test suite, compute-sanitizer memcheck and racecheck on the GPU suites, the benchmark
+# the full test suite, compute-sanitizer memcheck, racecheck and synccheck on the GPU suites and
+# memcheck on the GPU examples, the benchmark
 # (every storage mode, step_ex, graphs), the PyTorch package's CUDA tests and comparison, the
 # digits MLP on the GPU, the ZeRO-1 NCCL example, and the plot; a short summary printed last.
 #
@@ -15,7 +16,8 @@
 #   summary.txt             nvidia-smi, ptxas registers/spills per kernel, step status, summary
 #   build.log               configure and build output with the ptxas -v report
 #   tests.log               the full Criterion suite
-#   sanitizer.log           compute-sanitizer memcheck, then racecheck, on the gpu* suites
+#   sanitizer.log           compute-sanitizer memcheck, racecheck and synccheck on the gpu* suites,
+#                           then memcheck on the GPU examples
 #   bench_<date>_<gpu>.txt  the tables of fopt_bench and torch_compare.py, the pytest summary, the
 #                           digits GPU run and the NCCL example
 #   bench_<date>_<gpu>.csv  fopt_bench results      torch_<date>_<gpu>.csv  PyTorch comparison
@@ -106,6 +108,16 @@ run_step() {
   echo "   $name: $res"
   return $rc
 }
+# compute-sanitizer memcheck over the GPU examples (each within the step's limit)
+sanitize_examples() {
+  local ex rc=0
+  for ex in gpu_training_loop gpu_amp_training; do
+    [ -x "$build/examples/$ex" ] || { echo "$ex: not built"; rc=1; continue; }
+    echo "== memcheck $ex"
+    timeout -k 10 "$LIMIT" "$sanitizer" --tool memcheck --error-exitcode 3 "$build/examples/$ex" || rc=1
+  done
+  return $rc
+}
 skip_step() {
   step_names+=("$1"); step_results+=("SKIPPED ($2)")
   echo "== $1: SKIPPED ($2)"
@@ -190,8 +202,14 @@ else
     plan 40 210
     run_step racecheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool racecheck --target-processes all \
       --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
+    plan 35 180
+    run_step synccheck "$OUT/sanitizer.log" env FOPT_TEST_LIGHT=1 "$sanitizer" --tool synccheck --target-processes all \
+      --error-exitcode 3 "$tests" --filter 'gpu*/*' --jobs 1
+    plan 30 150
+    run_step memcheck_examples "$OUT/sanitizer.log" sanitize_examples
   else
     skip_step memcheck "no compute-sanitizer"; skip_step racecheck "no compute-sanitizer"
+    skip_step synccheck "no compute-sanitizer"; skip_step memcheck_examples "no compute-sanitizer"
   fi
 fi
 
@@ -256,7 +274,7 @@ fi
   echo "  ptxas: ${ptxas_line:-no report (build failed?)}"
   [ -f "$OUT/tests.log" ] && grep -h -E "Synthesis|Tested:" "$OUT/tests.log" | tail -1 | sed 's/^/  tests: /'
   [ -f "$OUT/tests.log" ] && grep -h -E "\[FAIL\]|\[----\].*(fail|crash|Assertion)" "$OUT/tests.log" | head -8 | sed 's/^/    /'
-  [ -f "$OUT/sanitizer.log" ] && grep -h -E "^== (memcheck|racecheck)|ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" |
+  [ -f "$OUT/sanitizer.log" ] && grep -h -E "^== (memcheck|racecheck|synccheck)|ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.log" |
     sort | uniq -c | head -8 | sed 's/^/  sanitizer: /'
   if [ -f "$bench_txt" ]; then
     echo "  fopt_bench (fused rows of Adam, and the header):"
