@@ -26,6 +26,10 @@
  *   - Hyper-parameters are double. The library derives 1 - beta, bias corrections and step sizes
  *     in double, then rounds each to float once; element math is fp32.
  *   - fopt_last_error() gives a readable message about the last failure in the calling thread.
+ *   - A library built without CUDA (-DFOPT_CUDA=OFF, the default where no nvcc is found) has the
+ *     same header and name: every CPU entry point works, and every GPU optimizer function returns
+ *     FOPT_ERROR_NOT_SUPPORTED with a message saying so (pointer results: NULL, counts: -1 or 0
+ *     as documented for a NULL optimizer).
  *
  * A training loop:
  *
@@ -44,7 +48,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cuda_runtime_api.h>
+/* The stream type of the GPU functions, declared as the CUDA runtime declares it (an opaque
+ * struct pointer), so this header needs no CUDA header and builds without CUDA (-DFOPT_CUDA=OFF)
+ * compile against it. Identical to <driver_types.h>'s: including the CUDA runtime's headers before
+ * or after this one compiles in C (C11 allows the repeated typedef) and C++. */
+#if !defined(__DRIVER_TYPES_H__)
+typedef struct CUstream_st *cudaStream_t;
+#endif
 
 #ifdef __cplusplus
 extern "C" {
