@@ -27,7 +27,8 @@
 #                                            so loudly and go on; violations always fail)
 #       FOPT_PIP_CHECK=0                     skip scripts/pip_check.sh (pip install ./python in a
 #                                            fresh venv; needs PyPI for scikit-build-core)
-# Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit: scripts/deps.sh tests installs
+# Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit (FOPT_TEST_BUILDS=nocuda alone:
+# no CUDA toolkit, FOPT_PIP_CHECK=0 too): scripts/deps.sh tests installs
 # what is missing when run as root on Debian, and says what to install otherwise.
 # Prints one line per Criterion suite (the full verbose log stays in DIR/tests.log). Ends with one
 # line "tests: N passed, N failed, N skipped" over all builds, the Python tests, the ZeRO-1 MPI
@@ -247,6 +248,8 @@ for b in $builds; do
          pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
          cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build-nocuda/_consumer/pc_example &&
          LD_LIBRARY_PATH="$prefix/lib" ./build-nocuda/_consumer/pc_example | tail -n 1; then
+        echo "nocuda: FOPT_CUDA defaulted to OFF, no libcudart; find_package and pkg-config consumers built and ran"
+        n_pass=$((n_pass + 1))
         summary+=("nocuda: FOPT_CUDA defaulted to OFF without nvcc; no libcudart; install + consumers OK")
       else
         [ -f build-nocuda/_consumer.log ] && tail -30 build-nocuda/_consumer.log
