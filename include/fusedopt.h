@@ -26,6 +26,9 @@
  *   - Hyper-parameters are double. The library derives 1 - beta, bias corrections and step sizes
  *     in double, then rounds each to float once; element math is fp32.
  *   - fopt_last_error() gives a readable message about the last failure in the calling thread.
+ *   - A library built without CUDA (-DFOPT_CUDA=OFF, the default where no nvcc is found) has the
+ *     same header and name: every CPU entry point works, and every GPU optimizer function returns
+ *     FOPT_ERROR_NOT_SUPPORTED with a message saying so ("GPU optimizer" below).
  *
  * A training loop:
  *
@@ -44,7 +47,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cuda_runtime_api.h>
+/* The stream type of the GPU functions, declared as the CUDA runtime declares it (an opaque
+ * struct pointer), so this header needs no CUDA header and builds without CUDA (-DFOPT_CUDA=OFF)
+ * compile against it. Identical to <driver_types.h>'s: including the CUDA runtime's headers before
+ * or after this one compiles in C (C11 allows the repeated typedef) and C++. */
+#if !defined(__DRIVER_TYPES_H__)
+typedef struct CUstream_st *cudaStream_t;
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -383,6 +392,11 @@ FOPT_API fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *s
  * fopt_set_step_count(), creation, fopt_destroy()): none belongs inside a capture, where the CUDA
  * runtime refuses it (the call then fails with FOPT_ERROR_CUDA and changes nothing, and the runtime
  * may invalidate the capture).
+ *
+ * In a library built without CUDA (-DFOPT_CUDA=OFF) every function of this section and of the
+ * shard optimizers below returns FOPT_ERROR_NOT_SUPPORTED, fopt_last_error() saying
+ * "<function>: fusedopt was built without CUDA (-DFOPT_CUDA=OFF)", and changes nothing;
+ * fopt_lr_device() gives NULL, fopt_step_count() -1, fopt_state_size() 0.
  * ------------------------------------------------------------------------------------------- */
 typedef struct fopt_tensor {
     void *param;      /* device pointer, updated in place */
@@ -409,7 +423,8 @@ typedef struct fopt_optimizer fopt_optimizer;
  *  0, a NULL, host, misaligned or overlapping pointer in a tensor with numel > 0 (the message
  *  names the tensors and slots), or a hyper-parameter out of range;
  *  FOPT_ERROR_NOT_SUPPORTED for an fp16 state_dtype or a precision flag a tensor's dtype cannot
- *  use (fp16 params with stochastic_rounding or master_remainder; see fopt_precision);
+ *  use (fp16 params with stochastic_rounding or master_remainder; see fopt_precision), and in a
+ *  library built without CUDA;
  *  FOPT_ERROR_NO_DEVICE without a CUDA device (the message says "no CUDA driver or device" when
  *  there is no CUDA driver or it reports no device, and which versions differ when the driver is
  *  older than the runtime); FOPT_ERROR_OUT_OF_MEMORY or FOPT_ERROR_CUDA.

@@ -109,6 +109,16 @@ fopt_kernel fopt_adam_step_kernel(fopt_storage param, fopt_storage state, fopt_m
 fopt_kernel fopt_rmsprop_step_kernel(fopt_storage param, fopt_storage state,
                                      fopt_master_mode master, unsigned variant);
 
+/* The step kernel of an optimizer kind (for the GPU object and the host-run kernels, which get
+ * the kind from the optimizer's descriptor; the descriptor itself names no kernel, so that
+ * src/common needs nothing from CUDA). */
+static inline fopt_kernel fopt_step_kernel_of(fopt_kind kind, fopt_storage param, fopt_storage state,
+                                              fopt_master_mode master, unsigned variant)
+{
+    return kind == FOPT_KIND_ADAM ? fopt_adam_step_kernel(param, state, master, variant)
+                                  : fopt_rmsprop_step_kernel(param, state, master, variant);
+}
+
 /* The statistics kernel (fopt_stats_args) and the one-block prologue (fopt_prologue_args). */
 fopt_kernel fopt_stats_kernel(void);
 fopt_kernel fopt_prologue_kernel(void);

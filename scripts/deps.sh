@@ -18,7 +18,8 @@
 # anything installed another way counts. When something is missing: as root on Debian (apt-get
 # present) it runs `apt-get update` once and installs the missing packages; otherwise, or with
 # --check, it prints the exact command to run and installs nothing. The CUDA toolkit (nvcc) is
-# checked by the build and tests groups but never installed (it does not come from Debian).
+# checked by the build and tests groups but never installed (it does not come from Debian); with
+# FOPT_DEPS_NO_CUDA=1 (a build without CUDA, -DFOPT_CUDA=OFF) its absence is only noted.
 #
 # Prints one line per group. Exit status: 0 when everything asked for is there at the end,
 # 1 when something is still missing (the line says what and the command that installs it),
@@ -140,9 +141,14 @@ for g in "${groups[@]}"; do
   if [ "$g" = build ] || [ "$g" = tests ]; then
     if [ "$cuda_said" = 0 ] && [ -z "$(nvcc_path)" ]; then
       cuda_said=1
-      status=1
-      echo "deps.sh: $g: MISSING the CUDA toolkit (nvcc not on PATH, \$CUDA_HOME/bin or /usr/local/cuda/bin);" \
-           "install NVIDIA's CUDA toolkit (not a Debian package here)"
+      if [ "${FOPT_DEPS_NO_CUDA:-0}" = 1 ]; then
+        echo "deps.sh: $g: no CUDA toolkit (nvcc): fine for a build without CUDA (-DFOPT_CUDA=OFF)"
+      else
+        status=1
+        echo "deps.sh: $g: MISSING the CUDA toolkit (nvcc not on PATH, \$CUDA_HOME/bin or /usr/local/cuda/bin);" \
+             "install NVIDIA's CUDA toolkit (not a Debian package here), or build without CUDA" \
+             "(-DFOPT_CUDA=OFF; scripts/test.sh: FOPT_TEST_BUILDS=nocuda)"
+      fi
     fi
   fi
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite in three builds (docs/TESTING.md says more):
+# Runs the whole test suite in four builds (docs/TESTING.md says more):
 #
 #   release  build/          Release, CUDA backend, device code for sm_80 and sm_90. Every suite;
 #                            the gpu* suites run on a CUDA device and report SKIP without one.
@@ -13,16 +13,22 @@
 #                            test may SKIP; random tensor lists of 300 tensors (FOPT_TEST_LIGHT=1).
 #                            A sanitizer report anywhere in the log fails, also one that Criterion
 #                            counts as a pass (a leak found when a test's process exits).
+#   nocuda   build-nocuda/   Release without CUDA, configured and built with nvcc hidden (PATH
+#                            without it, CUDACXX pointing nowhere): FOPT_CUDA must default to OFF
+#                            on its own. The CPU suites and test_nocuda (GPU functions say
+#                            NOT_SUPPORTED); the library must not need libcudart; install +
+#                            find_package/pkg-config consumers of the CPU example.
 #
 # Usage: scripts/test.sh
-#   env FOPT_TEST_BUILDS="release emu san"   which builds (default all three, in this order)
+#   env FOPT_TEST_BUILDS="release emu san nocuda"   which builds (default all four, in this order)
 #       FOPT_SKIP_SANITIZERS=1               drop "san"
 #       FOPT_SASS_CHECK=0                    skip the SASS check
 #       FOPT_SASS_REQUIRED=1                 fail when the SASS tools cannot be had (default: say
 #                                            so loudly and go on; violations always fail)
 #       FOPT_PIP_CHECK=0                     skip scripts/pip_check.sh (pip install ./python in a
 #                                            fresh venv; needs PyPI for scikit-build-core)
-# Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit: scripts/deps.sh tests installs
+# Needs cmake, pkg-config, libcriterion-dev and the CUDA toolkit (FOPT_TEST_BUILDS=nocuda alone:
+# no CUDA toolkit, FOPT_PIP_CHECK=0 too): scripts/deps.sh tests installs
 # what is missing when run as root on Debian, and says what to install otherwise.
 # Prints one line per Criterion suite (the full verbose log stays in DIR/tests.log). Ends with one
 # line "tests: N passed, N failed, N skipped" over all builds, the Python tests, the ZeRO-1 MPI
@@ -36,8 +42,10 @@ jobs=$(nproc 2>/dev/null || echo 2)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] || export PATH=/usr/local/cuda/bin:$PATH
 
-builds=${FOPT_TEST_BUILDS:-release emu san}
+builds=${FOPT_TEST_BUILDS:-release emu san nocuda}
 [ "${FOPT_SKIP_SANITIZERS:-0}" != 1 ] || builds=${builds//san/}
+# only the build without CUDA: a machine without the CUDA toolkit will do
+[ "$(echo $builds)" != nocuda ] || export FOPT_DEPS_NO_CUDA=1
 
 bash scripts/deps.sh tests || { echo "test.sh: missing dependencies (above); nothing was tested" >&2; exit 1; }
 
@@ -220,7 +228,36 @@ for b in $builds; do
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FOPT_TEST_LIGHT=1
     fi
     ;;
-  *) fail_step "unknown build '$b' in FOPT_TEST_BUILDS (release emu san)" ;;
+  nocuda)
+    # CMake finds nvcc through PATH, CUDA_PATH and the system directories (/usr/local/bin too):
+    # CUDACXX naming no file makes its check fail wherever nvcc is; -DFOPT_CUDA is not given.
+    nocuda_path=$(tr ':' '\n' <<<"$PATH" | while read -r d; do [ -x "$d/nvcc" ] || printf '%s:' "$d"; done)
+    if PATH="${nocuda_path%:}:$(dirname "$(command -v cmake)")" CUDACXX=/nonexistent/nvcc CUDA_PATH= \
+         configure_build nocuda build-nocuda -DCMAKE_BUILD_TYPE=Release; then
+      run_suite nocuda build-nocuda 0
+      echo "== nocuda: FOPT_CUDA off by default, no libcudart, install + consumers =="
+      prefix="$root/build-nocuda/_install"
+      rm -rf "$prefix" build-nocuda/_consumer
+      if grep 'No CUDA compiler found: FOPT_CUDA defaults to OFF' build-nocuda/configure.log &&
+         ! readelf -d build-nocuda/libfusedopt.so | grep -i cudart &&
+         PATH="${nocuda_path%:}:$(dirname "$(command -v cmake)")" CUDACXX=/nonexistent/nvcc \
+           bash -c "cmake --install build-nocuda --prefix '$prefix' >/dev/null &&
+                    cmake -S examples -B build-nocuda/_consumer -DCMAKE_PREFIX_PATH='$prefix' >/dev/null &&
+                    cmake --build build-nocuda/_consumer -j $jobs >build-nocuda/_consumer.log 2>&1" &&
+         ./build-nocuda/_consumer/cpu_linear_regression | tail -n 1 &&
+         pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
+         cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build-nocuda/_consumer/pc_example &&
+         LD_LIBRARY_PATH="$prefix/lib" ./build-nocuda/_consumer/pc_example | tail -n 1; then
+        echo "nocuda: FOPT_CUDA defaulted to OFF, no libcudart; find_package and pkg-config consumers built and ran"
+        n_pass=$((n_pass + 1))
+        summary+=("nocuda: FOPT_CUDA defaulted to OFF without nvcc; no libcudart; install + consumers OK")
+      else
+        [ -f build-nocuda/_consumer.log ] && tail -30 build-nocuda/_consumer.log
+        fail_step "nocuda: default, libcudart or install/consumer check"
+      fi
+    fi
+    ;;
+  *) fail_step "unknown build '$b' in FOPT_TEST_BUILDS (release emu san nocuda)" ;;
   esac
 done
 

@@ -10,7 +10,9 @@
 
 #include "cpu_internal.h"
 #include "dtype.h"
+#if FOPT_TEST_KERNELS
 #include "host_run.h"
+#endif
 
 /* ---- configs ---------------------------------------------------------------------------------- */
 
@@ -488,7 +490,6 @@ fopt_status mx_step(mx_path p, const mx_config *c, int64_t step, const fopt_host
                     const fopt_step_options *o)
 {
     const bool adam = c->v->adam;
-    fopt_status st;
     switch (p) {
     case MX_REF:
         return adam ? fopt_adam_step_ref_multi(&c->a, step, t, count, o)
@@ -496,14 +497,17 @@ fopt_status mx_step(mx_path p, const mx_config *c, int64_t step, const fopt_host
     case MX_CPU:
         return adam ? fopt_adam_step_cpu_multi(&c->a, step, t, count, o)
                     : fopt_rmsprop_step_cpu_multi(&c->r, step, t, count, o);
+#if FOPT_TEST_KERNELS
     case MX_HOST:
-    case MX_HOST_SMALL:
+    case MX_HOST_SMALL: {
         fopt_host_run_set_mode(p == MX_HOST ? (fopt_host_run_mode){0, 0}
                                             : (fopt_host_run_mode){FOPT_MIN_CHUNK_SHIFT, 1});
-        st = adam ? fopt_adam_step_kernels_host(&c->a, step, t, count, o)
-                  : fopt_rmsprop_step_kernels_host(&c->r, step, t, count, o);
+        fopt_status st = adam ? fopt_adam_step_kernels_host(&c->a, step, t, count, o)
+                              : fopt_rmsprop_step_kernels_host(&c->r, step, t, count, o);
         fopt_host_run_set_mode((fopt_host_run_mode){0, 0});
         return st;
+    }
+#endif
     default: break;
     }
     cr_assert_fail("unknown path %d", (int)p);

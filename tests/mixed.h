@@ -111,12 +111,13 @@ bool mx_snapshot_same(const mx_snapshot *snap, const mx_set *s, char *msg, size_
 void mx_snapshot_free(mx_snapshot *snap);
 
 /* ---- paths ---- */
+/* A build without CUDA (FOPT_TEST_KERNELS 0) has no kernels: its paths are the two CPU ones. */
 typedef enum mx_path {
     MX_REF = 0,        /* fopt_*_step_ref_multi */
     MX_CPU = 1,        /* fopt_*_step_cpu_multi, with whatever ISA / threads are set */
     MX_HOST = 2,       /* host-run kernels, default mode */
     MX_HOST_SMALL = 3, /* host-run kernels, {FOPT_MIN_CHUNK_SHIFT, 1} */
-    MX_PATHS = 4
+    MX_PATHS = FOPT_TEST_KERNELS ? 4 : 2
 } mx_path;
 const char *mx_path_name(mx_path p);
 fopt_status mx_step(mx_path p, const mx_config *c, int64_t step, const fopt_host_tensor *t, size_t count,

@@ -6,7 +6,6 @@
 #include <criterion/criterion.h>
 
 #include "internal.h"
-#include "launch.h"
 #include "scalars.h"
 
 

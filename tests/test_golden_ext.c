@@ -30,7 +30,9 @@
 
 #include "fusedopt.h"
 #include "golden_ext.h"
+#if FOPT_TEST_KERNELS
 #include "host_run.h"
+#endif
 
 #define GOLDEN_TOL 1e-5
 
@@ -70,6 +72,7 @@ Test(golden_ext, amp_clipping_cpu_multi_matches_pytorch)
     check("golden_amp.bin", fopt_adam_step_cpu_multi, fopt_rmsprop_step_cpu_multi, "cpu_multi");
 }
 
+#if FOPT_TEST_KERNELS
 /* The GPU kernels (statistics, prologue, step) run on the host: scalars from the host, and from
  * the device-side prologue with small chunks (capturable steps and steps that may be skipped). */
 Test(golden_ext, mixed_precision_kernels_match_pytorch)
@@ -87,6 +90,7 @@ Test(golden_ext, amp_clipping_kernels_match_pytorch)
     check("golden_amp.bin", fopt_adam_step_kernels_host, fopt_rmsprop_step_kernels_host,
           "kernels, device scalars");
 }
+#endif
 
 /* Guards against regenerated files that lost coverage. */
 Test(golden_ext, mixed_file_covers_every_mode_and_variant)

@@ -46,7 +46,7 @@ static void check_step_chunks(unsigned shift, int64_t numel, const uint32_t chun
         const test_variant *tv = &test_variants[v];
         const fopt_desc *d = test_variant_desc(tv);
         fopt_any_config cfg = test_variant_config(tv);
-        fopt_kernel k = d->step_kernel(FOPT_ST_F32, FOPT_ST_F32, FOPT_MASTER_NONE, d->variant(&cfg));
+        fopt_kernel k = fopt_step_kernel_of(d->kind, FOPT_ST_F32, FOPT_ST_F32, FOPT_MASTER_NONE, d->variant(&cfg));
         for (size_t c = 0; c < 2; c++) {
             const int64_t begin = (int64_t)chunk_ids[c] * csize;
             const size_t len = (size_t)(numel - begin < csize ? numel - begin : csize);

@@ -23,7 +23,9 @@
 #include <criterion/criterion.h>
 
 #include "internal.h"
+#if FOPT_TEST_KERNELS
 #include "launch.h"
+#endif
 #include "scalars.h"
 #include "stats.h"
 #include "util.h"
@@ -246,6 +248,7 @@ Test(scalars, rmsprop_scalars_are_the_documented_double_formula_rounded_once)
 }
 
 /* ---- the same bits from every place that derives them ---- */
+#if FOPT_TEST_KERNELS /* the prologue is kernel code (kernels/stats.cu) */
 
 static int same_bytes(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
@@ -420,6 +423,8 @@ Test(scalars, rmsprop_prologue_matches_the_host_derivation)
         cr_expect(same_bytes(&out.group[g].rmsprop, &s, sizeof s), "group %d", g);
     }
 }
+
+#endif
 
 /* ---- the clip coefficient (kernels/stats.h): PyTorch's clip_grad_norm_ ---- */
 

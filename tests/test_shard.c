@@ -19,13 +19,20 @@
 
 #include <criterion/criterion.h>
 
-#include "device.h"
 #include "dtype.h"
 #include "fusedopt.h"
-#include "host_run.h"
+#include "internal.h"
 #include "util.h"
 
+/* A build without CUDA (FOPT_TEST_KERNELS 0) runs the CPU paths and the argument checks only: no
+ * host-run kernels, no device (the shard_gpu suites are left out). */
+#if FOPT_TEST_KERNELS
+#include "device.h"
+#include "host_run.h"
+#endif
+
 #define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
+#if FOPT_TEST_KERNELS
 #define CUDA_OK(expr)                                                                              \
     do {                                                                                           \
         cudaError_t e_ = (expr);                                                                   \
@@ -39,6 +46,7 @@ static void require_device(void)
 }
 
 TestSuite(shard_gpu, .init = require_device);
+#endif
 
 /* ---- what is stepped ------------------------------------------------------------------------ */
 
@@ -83,19 +91,22 @@ static optim optim_make(bool adam, const mode *m)
 }
 
 /* The CPU paths over a call's host tensors. */
-typedef enum path { PATH_REF = 0, PATH_CPU = 1, PATH_KERNELS = 2, PATHS = 3 } path;
-static const char *const path_name[PATHS] = {"reference", "fast CPU path", "host-run kernels"};
+typedef enum path { PATH_REF = 0, PATH_CPU = 1, PATH_KERNELS = 2, PATHS = FOPT_TEST_KERNELS ? 3 : 2 } path;
+static const char *const path_name[] = {"reference", "fast CPU path", "host-run kernels"};
 
 static fopt_status cpu_step(path p, const optim *o, int64_t step, const fopt_host_tensor *t, size_t n,
                             const fopt_step_options *opts)
 {
+#if FOPT_TEST_KERNELS
+    if (p == PATH_KERNELS)
+        return o->adam ? fopt_adam_step_kernels_host(&o->a, step, t, n, opts)
+                       : fopt_rmsprop_step_kernels_host(&o->r, step, t, n, opts);
+#endif
     if (o->adam)
-        return p == PATH_REF   ? fopt_adam_step_ref_multi(&o->a, step, t, n, opts)
-               : p == PATH_CPU ? fopt_adam_step_cpu_multi(&o->a, step, t, n, opts)
-                               : fopt_adam_step_kernels_host(&o->a, step, t, n, opts);
-    return p == PATH_REF   ? fopt_rmsprop_step_ref_multi(&o->r, step, t, n, opts)
-           : p == PATH_CPU ? fopt_rmsprop_step_cpu_multi(&o->r, step, t, n, opts)
-                           : fopt_rmsprop_step_kernels_host(&o->r, step, t, n, opts);
+        return p == PATH_REF ? fopt_adam_step_ref_multi(&o->a, step, t, n, opts)
+                             : fopt_adam_step_cpu_multi(&o->a, step, t, n, opts);
+    return p == PATH_REF ? fopt_rmsprop_step_ref_multi(&o->r, step, t, n, opts)
+                         : fopt_rmsprop_step_cpu_multi(&o->r, step, t, n, opts);
 }
 
 /* A range's partial: the reference's, or the fast path's (the host-run kernels have no entry point
@@ -280,6 +291,7 @@ static double rank_order_sum(const double *partials, int world)
 }
 
 /* ---- the device side ------------------------------------------------------------------------ */
+#if FOPT_TEST_KERNELS
 
 typedef struct gpu_model {
     void *param, *grad;     /* device, flat */
@@ -353,6 +365,7 @@ static void expect_gpu_state(fopt_optimizer *opt, const flat *f, const optim *o,
     }
     free(buf);
 }
+#endif
 
 /* ---- one split, every path ------------------------------------------------------------------ */
 
@@ -390,6 +403,7 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
         for (int r = 0; r < world; r++)
             cpu_shard_make(&sh[p][r], &f, m, &o, run[p].t, bounds[r], bounds[r + 1]);
     }
+#if FOPT_TEST_KERNELS
     /* the device, sharded, all shards over one pair of flat buffers */
     gpu_model g;
     fopt_optimizer *opt[MAX_WORLD] = {NULL};
@@ -398,6 +412,7 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
         for (int r = 0; r < world; r++)
             opt[r] = create_shard(&o, &g, &f, bounds[r], bounds[r + 1]);
     }
+#endif
 
     for (int step = 1; step <= STEPS; step++) {
         make_grads(&f, m, step, ref.grad);
@@ -422,6 +437,7 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
             for (int r = 0; r < world; r++)
                 FOPT_OK(cpu_step((path)p, &o, step, sh[p][r].pieces, sh[p][r].n, &so));
         }
+#if FOPT_TEST_KERNELS
         if (gpu) {
             CUDA_OK(fopt_dev_memcpy(g.grad, ref.grad, f.total * f.pb));
             double part[MAX_WORLD];
@@ -438,6 +454,7 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
             for (int r = 0; r < world; r++)
                 FOPT_OK(fopt_step_ex(opt[r], &so, 0));
         }
+#endif
     }
 
     for (int p = 0; p < PATHS; p++) {
@@ -454,6 +471,7 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
                           "%s: %s: range %d's master differs", what, path_name[p], r);
         }
     }
+#if FOPT_TEST_KERNELS
     if (gpu) {
         void *out = xcalloc(f.total, f.pb);
         CUDA_OK(fopt_dev_memcpy(out, g.param, f.total * f.pb));
@@ -466,6 +484,9 @@ static void check_split(const size_t *numel, size_t count, const mode *m, bool a
         }
         gpu_model_free(&g);
     }
+#else
+    cr_assert(!gpu, "a build without CUDA has no device");
+#endif
     for (int p = 0; p < PATHS; p++) {
         for (int r = 0; r < world; r++)
             cpu_shard_free(&sh[p][r]);
@@ -556,6 +577,7 @@ Test(shard_cpu, large_tensors_split_by_shard_bounds_step_as_the_whole_list)
     bounds_splits(LARGE, LARGE_COUNT, &BF16_MASTER, false, false);
 }
 
+#if FOPT_TEST_KERNELS
 Test(shard_gpu, every_split_of_a_small_list_steps_as_the_whole_list_fp32)
 {
     cr_expect_eq(every_split(SMALL, SMALL_COUNT, &FP32, true, true), 1 + 6 + 21 + 56);
@@ -583,6 +605,7 @@ Test(shard_gpu, large_tensors_split_by_shard_bounds_step_as_the_whole_list)
     bounds_splits(LARGE, LARGE_COUNT, &BF16_SR, true, true);
     bounds_splits(LARGE, LARGE_COUNT, &BF16_MASTER, false, true);
 }
+#endif
 
 /* ---- fopt_shard_bounds, fopt_shard_pieces --------------------------------------------------- */
 
@@ -651,25 +674,30 @@ Test(shard_args, pieces_carry_the_tensor_index_and_element_offset_of_the_whole_l
 Test(shard_args, bad_ranges_are_rejected_with_nothing_written_or_allocated)
 {
     static float fp[36], fg[36]; /* never dereferenced: ranges are checked first */
-    fopt_tensor t[SMALL_COUNT];
     fopt_host_tensor h[SMALL_COUNT];
     size_t at = 0;
     for (size_t k = 0; k < SMALL_COUNT; k++) {
-        t[k] = (fopt_tensor){fp + at, fg + at, SMALL[k], FOPT_FLOAT32, 0};
         h[k] = (fopt_host_tensor){.param = fp + at, .grad = fg + at, .numel = SMALL[k], .dtype = FOPT_FLOAT32};
         at += SMALL[k];
     }
     const uint64_t bad[][2] = {{16, 8}, {0, 37}, {40, 40}, {4, 16}, {8, 12}, {8, 35}, {36, 35}};
+#if FOPT_TEST_KERNELS /* the shard optimizers: with the GPU object */
+    fopt_tensor t[SMALL_COUNT];
+    for (size_t k = 0; k < SMALL_COUNT; k++)
+        t[k] = (fopt_tensor){h[k].param, h[k].grad, SMALL[k], FOPT_FLOAT32, 0};
     fopt_adam_config a = fopt_adam_config_default();
     fopt_rmsprop_config r = fopt_rmsprop_config_default();
     const long long live = fopt_emu_live_bytes();
+#endif
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+#if FOPT_TEST_KERNELS
         fopt_optimizer *out = (fopt_optimizer *)(uintptr_t)0xdeadbeef;
         cr_expect_eq(fopt_adam_create_shard(&out, &a, t, SMALL_COUNT, bad[i][0], bad[i][1]), FOPT_ERROR_INVALID_VALUE,
                      "[%llu, %llu)", (unsigned long long)bad[i][0], (unsigned long long)bad[i][1]);
         cr_expect(strstr(fopt_last_error(), "shard range"), "%s", fopt_last_error());
         cr_expect_eq(fopt_rmsprop_create_shard(&out, &r, t, SMALL_COUNT, bad[i][0], bad[i][1]), FOPT_ERROR_INVALID_VALUE);
         cr_expect_eq(out, (fopt_optimizer *)(uintptr_t)0xdeadbeef, "*out was written by a failing create");
+#endif
         fopt_host_tensor pc[SMALL_COUNT];
         memset(pc, 0x5a, sizeof pc);
         size_t n = 12345;
@@ -679,10 +707,12 @@ Test(shard_args, bad_ranges_are_rejected_with_nothing_written_or_allocated)
         for (size_t j = 0; j < sizeof pc; j++)
             cr_assert_eq(b[j], 0x5a, "pieces written by a failing call");
     }
+#if FOPT_TEST_KERNELS
     cr_expect_eq(fopt_emu_live_bytes(), live, "device memory left allocated");
     fopt_optimizer *out = NULL;
     cr_expect_eq(fopt_adam_create_shard(&out, NULL, t, SMALL_COUNT, 0, 8), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(fopt_rmsprop_create_shard(&out, NULL, t, SMALL_COUNT, 0, 8), FOPT_ERROR_INVALID_VALUE);
+#endif
     size_t n;
     cr_expect_eq(fopt_shard_pieces(h, SMALL_COUNT, 0, 8, NULL, &n), FOPT_ERROR_INVALID_VALUE);
     cr_expect_eq(fopt_shard_pieces(NULL, 2, 0, 0, h, &n), FOPT_ERROR_INVALID_VALUE);
@@ -794,6 +824,7 @@ Test(shard_stats, exact_sums_agree_for_every_split)
 }
 
 /* ---- the device object: checkpoints, state copies, rebinding, skipped steps ------------------ */
+#if FOPT_TEST_KERNELS
 
 /* A small fp32 AdamW problem on the device over SMALL: flat buffers and the tensor list. */
 typedef struct small_gpu {
@@ -1032,3 +1063,4 @@ Test(shard_gpu, an_empty_range_is_a_shard_that_steps_nothing_and_sums_zero)
     fopt_destroy(mid);
     small_gpu_free(&s);
 }
+#endif

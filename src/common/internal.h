@@ -4,12 +4,12 @@
  *
  * Layers: src/common (status, configs, validation, descriptors), src/ref (the CPU reference),
  * src/cpu (the fast CPU path), src/gpu (the GPU optimizer object over the device layer). The
- * kernels (kernels/) depend on none of them. */
+ * kernels (kernels/) depend on none of them. src/common, src/ref and src/cpu include nothing from
+ * CUDA (a build without CUDA has them and no src/gpu). */
 #ifndef FUSEDOPT_INTERNAL_H
 #define FUSEDOPT_INTERNAL_H
 
 #include "fusedopt.h"
-#include "launch.h"
 #include "multi_tensor.h"
 #include "scalars.h"
 
@@ -46,9 +46,7 @@ typedef struct fopt_desc {
     void (*ref_element)(const fopt_group_scalars *s, float *p, float g, float st[FOPT_MAX_STATES]);
     /* the fast CPU path's fp32 element loop for an instruction set (fopt_cpu_isa_level) */
     fopt_cpu_kernel (*cpu_kernel)(int isa, const fopt_group_scalars *s);
-    /* the GPU step kernel for a combination of storage types */
-    fopt_kernel (*step_kernel)(fopt_storage param, fopt_storage state, fopt_master_mode master,
-                               unsigned variant);
+    /* (the GPU step kernels of `kind`: fopt_step_kernel_of() in kernels/launch.h) */
 } fopt_desc;
 
 extern const fopt_desc fopt_adam_desc;

@@ -1,5 +1,6 @@
 /* One descriptor per optimizer: validation, the state slots it keeps, its kernel variant, its
- * reference element update, its fast CPU loops and its GPU step kernels. The generic code (the
+ * reference element update and its fast CPU loops (its GPU step kernels: by kind, through
+ * fopt_step_kernel_of() in kernels/launch.h). The generic code (the
  * CPU multi-tensor drivers, the GPU optimizer object, checkpoints) works through these and knows
  * no optimizer by name. The math itself is written once per path and optimizer:
  * src/ref/<opt>_ref.c, src/cpu/<opt>_cpu.c, kernels/<opt>.cu (docs/SEMANTICS.md has the formulas). */
@@ -14,7 +15,7 @@ fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *s);
 fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
 
 /* The descriptor of optimizer `opt` (kind KIND): its config's field offsets, opt##_check,
- * opt##_states and opt##_variant below, and its reference, fast CPU and GPU functions. */
+ * opt##_states and opt##_variant below, and its reference and fast CPU functions. */
 #define FOPT_DESC(opt, KIND)                                                                       \
     {                                                                                              \
         .kind = KIND, .name = #opt, .lr_offset = offsetof(fopt_##opt##_config, lr),                \
@@ -22,7 +23,7 @@ fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
         .precision_offset = offsetof(fopt_##opt##_config, precision),                              \
         .capturable_offset = offsetof(fopt_##opt##_config, capturable), .check = opt##_check,      \
         .states = opt##_states, .variant = opt##_variant, .ref_element = fopt_##opt##_ref_element, \
-        .cpu_kernel = fopt_##opt##_cpu_kernel, .step_kernel = fopt_##opt##_step_kernel,            \
+        .cpu_kernel = fopt_##opt##_cpu_kernel,                                                     \
     }
 
 /* ---- Adam / AdamW ---- */

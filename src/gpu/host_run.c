@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "host_run.h"
+#include "launch.h"
 #include "table.h"
 
 static fopt_host_run_mode g_mode = {0, 0};
@@ -131,8 +132,8 @@ static fopt_status host_run(const fopt_desc *d, const fopt_any_config *cfg, int6
         if (c == 0)
             continue;
         a->table = (fopt_table){e, step_chunks, (uint32_t)count, (uint32_t)c, shift, 0};
-        fopt_kernel k = d->step_kernel(fopt_storage_of(dtypes[cl]), sst, fopt_master_mode_of(pr, dtypes[cl]),
-                                       d->variant(cfg));
+        fopt_kernel k = fopt_step_kernel_of(d->kind, fopt_storage_of(dtypes[cl]), sst,
+                                            fopt_master_mode_of(pr, dtypes[cl]), d->variant(cfg));
         k.run_on_host(a);
     }
     st = FOPT_SUCCESS;

@@ -348,8 +348,8 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
     for (int c = 0; c < FOPT_CLASSES; c++) {
         static const fopt_dtype dtype_of_class[FOPT_CLASSES] = {FOPT_FLOAT32, FOPT_FLOAT16, FOPT_BFLOAT16};
         fopt_dtype dt = dtype_of_class[c];
-        opt->step_kernel[c] = d->step_kernel(fopt_storage_of(dt), plan.state_storage,
-                                             fopt_master_mode_of(pr, dt), d->variant(cfg));
+        opt->step_kernel[c] = fopt_step_kernel_of(d->kind, fopt_storage_of(dt), plan.state_storage,
+                                                  fopt_master_mode_of(pr, dt), d->variant(cfg));
     }
 
     size_t work_bytes = fopt_work_offset_partials + (plan.stat_chunks ? plan.stat_chunks : 1) * sizeof(double);
