@@ -8,6 +8,8 @@
 # env: PYTHON          the interpreter that makes the venv (default python3; /usr/bin/python3 is
 #                      tried next when it cannot make one with pip)
 #      PIP_CHECK_DIR   where the venv and logs go (default build/pip_check; emptied first)
+#      PIP_CHECK_NO_CUDA=1  nvcc hidden (PATH without it, CUDACXX naming no file): pip must build
+#                      the CPU-only library, and python -m fusedopt must say it has no CUDA
 #      PIP_CHECK_ARCHS CUDA architectures of the check's build: "default" (the default) builds
 #                      the project's list, as a user's pip install does; e.g. 90 builds one (about
 #                      a third less compile time)
@@ -18,7 +20,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 dir=${PIP_CHECK_DIR:-build/pip_check}
 archs=${PIP_CHECK_ARCHS:-default}
-command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] || export PATH=/usr/local/cuda/bin:$PATH
+no_cuda=${PIP_CHECK_NO_CUDA:-0}
+if [ "$no_cuda" = 1 ]; then
+  # as scripts/test.sh's nocuda build: no directory with nvcc on PATH, CUDACXX naming no file
+  PATH=$(tr ':' '\n' <<<"$PATH" | while read -r d; do [ -x "$d/nvcc" ] || printf '%s:' "$d"; done)
+  export PATH=${PATH%:} CUDACXX=/nonexistent/nvcc CUDA_PATH=
+else
+  command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] || export PATH=/usr/local/cuda/bin:$PATH
+fi
 unset FUSEDOPT_LIB FUSEDOPT_EMU_LIB PYTHONPATH
 rm -rf "$dir" && mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
 t0=$SECONDS
@@ -52,6 +61,11 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "python -m fusedopt"
 grep -q "^libfusedopt .* at $site/fusedopt/libfusedopt.so$" "$dir/fusedopt.txt" ||
   fail "python -m fusedopt did not load the library bundled in $site/fusedopt"
+if [ "$no_cuda" = 1 ]; then
+  grep -q 'fusedopt wheel: no CUDA compiler' "$dir/pip.log" || fail "pip did not build the CPU-only library"
+  grep -q '^CUDA: none: this libfusedopt was built without CUDA' "$dir/fusedopt.txt" ||
+    fail "python -m fusedopt does not say the library has no CUDA"
+fi
 
 "$venv/bin/python" - <<'PY' || fail "a CPU Adam step through fusedopt._lib"
 import ctypes

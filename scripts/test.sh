@@ -302,6 +302,14 @@ if [ "${FOPT_PIP_CHECK:-1}" != 0 ]; then
   else
     fail_step "python: pip install ./python (scripts/pip_check.sh; logs in build/pip_check)"
   fi
+  echo "== python: pip install ./python with nvcc hidden (PIP_CHECK_NO_CUDA=1: the CPU-only library) =="
+  t0=$SECONDS
+  if PIP_CHECK_NO_CUDA=1 PIP_CHECK_DIR=build/pip_check_nocuda bash scripts/pip_check.sh; then
+    n_pass=$((n_pass + 1))
+    summary+=("python: pip install ./python without nvcc OK (CPU-only library, python -m fusedopt says so) in $(elapsed "$t0")")
+  else
+    fail_step "python: pip install ./python without nvcc (logs in build/pip_check_nocuda)"
+  fi
 fi
 
 echo "== summary ($(elapsed "$t_start")) =="

@@ -11,6 +11,7 @@ from . import __version__
 from ._lib import FusedOptError, library
 
 _CUDA_SUCCESS = 0
+_NOT_SUPPORTED = 2                          # FOPT_ERROR_NOT_SUPPORTED
 _ATTR_CC_MAJOR, _ATTR_CC_MINOR = 75, 76   # cudaDevAttrComputeCapabilityMajor / Minor
 
 
@@ -33,6 +34,9 @@ def cuda_device(lib):
         return "emulated device (a FOPT_DEVICE_EMULATION build: the GPU object runs on the CPU)"
     path = _loaded_cudart()
     if path is None:
+        if lib.cdll.fopt_step(None, None) == _NOT_SUPPORTED:   # the GPU functions of -DFOPT_CUDA=OFF
+            return ("none: this libfusedopt was built without CUDA (no nvcc when it was built): "
+                    "CPU tensors only")
         return "none: libfusedopt loaded no CUDA runtime (libcudart)"
     rt = ctypes.CDLL(path)
     rt.cudaGetErrorString.restype = ctypes.c_char_p
