@@ -12,7 +12,8 @@
 #           scripts/sass_check.sh can fetch them from PyPI (python3-pip, python3-venv)
 #   torch   python3-torch (optional: the PyTorch CPU comparison of fopt_cpu_bench; large)
 #   mpi     libopenmpi-dev, openmpi-bin (the MPI examples)
-#   pytest  python3-torch, python3-pytest (the Python package's tests, on Debian's /usr/bin/python3)
+#   pytest  python3-torch, python3-pytest, python3-sklearn (the Python package's tests, on Debian's
+#           /usr/bin/python3), python3-venv when no python3 can make a venv (scripts/pip_check.sh)
 #
 # Each requirement is checked by what it provides (a command, a header, a Python import), so
 # anything installed another way counts. When something is missing: as root on Debian (apt-get
@@ -93,7 +94,12 @@ missing() {
       py_has torch || echo python3-torch ;;
     pytest)
       /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || echo python3-torch
-      /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || echo python3-pytest ;;
+      /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || echo python3-pytest
+      # the training tests use the digits data (with random data instead, their thresholds fail)
+      /usr/bin/python3 -c 'import sklearn' >/dev/null 2>&1 || echo python3-sklearn
+      # scripts/pip_check.sh makes a venv (python3 -m venv needs ensurepip)
+      python3 -c 'import ensurepip' >/dev/null 2>&1 || /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 ||
+        echo python3-venv ;;
     mpi)
       { have mpicc && have mpirun; } || { echo libopenmpi-dev; echo openmpi-bin; }
       header mpi.h || [ -n "$(ls /usr/lib/*/openmpi/include/mpi.h 2>/dev/null)" ] || echo libopenmpi-dev ;;
