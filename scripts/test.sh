@@ -85,7 +85,7 @@ suite_lines() {
          k = substr($1, 2, 4); c[s, k]++ }
        END { for (i = 1; i <= n; i++) { s = order[i]
                printf "  %-24s %4d passed, %d failed, %d skipped\n", s, c[s, "PASS"], c[s, "FAIL"], c[s, "SKIP"] } }' "$1"
-  grep -a -E '^\[FAIL\]|Assertion Failed|^\[----\] .*: ' "$1" | grep -a -v -E '^\[----\] Criterion' | head -40
+  grep -a -E -A2 '^\[FAIL\]|Assertion Failed' "$1" | grep -a -v -E '^--$' | head -40
 }
 
 # run_suite NAME DIR NO_GPU_SKIP [env...]: the whole Criterion suite, verbose (every test listed, so
