@@ -86,6 +86,15 @@ static void expect_list_refused(gt_cfg *c, const fopt_tensor *good, const fopt_t
     }
 }
 
+/* gt_adam() over the two tensors t. */
+static fopt_optimizer *adam_over(const fopt_tensor t[2])
+{
+    gt_cfg c = gt_adam();
+    fopt_optimizer *opt;
+    FOPT_OK(gt_create(&c, t, 2, &opt));
+    return opt;
+}
+
 Test(gpu_buffers, misaligned_params_and_grads_are_refused_by_create_shard_and_rebind)
 {
     static const fopt_dtype dts[] = {FOPT_FLOAT32, FOPT_BFLOAT16, FOPT_FLOAT16};
@@ -156,10 +165,8 @@ Test(gpu_buffers, a_shard_checks_the_parts_it_steps)
 
 Test(gpu_buffers, shared_grads_step_but_refuse_zero_grads_naming_both)
 {
-    gt_cfg c = gt_adam();
     two w = two_sharing(true);
-    fopt_optimizer *opt;
-    FOPT_OK(gt_create(&c, w.shared, 2, &opt));
+    fopt_optimizer *opt = adam_over(w.shared);
     FOPT_OK(fopt_step(opt, 0));
     fopt_step_options o;
     memset(&o, 0, sizeof o);
@@ -177,10 +184,8 @@ Test(gpu_buffers, shared_grads_step_but_refuse_zero_grads_naming_both)
 
 Test(gpu_buffers, misaligned_sq_sum_and_option_pointers_are_refused)
 {
-    gt_cfg c = gt_adam();
     two w = two_make(FOPT_FLOAT32);
-    fopt_optimizer *opt;
-    FOPT_OK(gt_create(&c, w.t, 2, &opt));
+    fopt_optimizer *opt = adam_over(w.t);
     char *scratch = gt_dev_alloc(64);
     cr_expect_eq(fopt_grad_sq_sum(opt, NULL, (double *)(void *)(scratch + 4), 0), FOPT_ERROR_INVALID_VALUE);
     expect_msg((const char *[]){"sq_sum", "aligned", NULL});

@@ -292,14 +292,29 @@ static void kat_set_f64(const kat_row *r, double *const *to)
         *to[k] = kat_f64(r->in[k]);
 }
 
+/* An adam row's config: beta1, beta2, eps, lr, weight_decay (fp64 bits), decoupled. */
+static fopt_adam_config adam_row_config(const kat_row *r)
+{
+    fopt_adam_config cfg = fopt_adam_config_default();
+    kat_set_f64(r, (double *[]){&cfg.beta1, &cfg.beta2, &cfg.eps, &cfg.lr, &cfg.weight_decay, NULL});
+    cfg.decoupled_weight_decay = r->in[5] != 0;
+    return cfg;
+}
+
+/* An rmsprop row's config: alpha, eps, lr, weight_decay, momentum (fp64 bits). */
+static fopt_rmsprop_config rmsprop_row_config(const kat_row *r)
+{
+    fopt_rmsprop_config cfg = fopt_rmsprop_config_default();
+    kat_set_f64(r, (double *[]){&cfg.alpha, &cfg.eps, &cfg.lr, &cfg.weight_decay, &cfg.momentum, NULL});
+    return cfg;
+}
+
 Test(kat, adam_scalars_on_the_host_the_cpu_paths_and_the_device_prologue)
 {
     size_t n;
     const kat_row *r = kat_rows("adam", 7, 11, 30, &n);
     for (size_t i = 0; i < n; i++) {
-        fopt_adam_config cfg = fopt_adam_config_default();
-        kat_set_f64(&r[i], (double *[]){&cfg.beta1, &cfg.beta2, &cfg.eps, &cfg.lr, &cfg.weight_decay, NULL});
-        cfg.decoupled_weight_decay = r[i].in[5] != 0;
+        const fopt_adam_config cfg = adam_row_config(&r[i]);
         const int64_t step = (int64_t)r[i].in[6];
         const fopt_group_scalars s = {.adam = fopt_adam_scalars_make(&cfg, cfg.lr, cfg.weight_decay, step)};
         expect_adam(&r[i], &s, "fopt_adam_scalars_make");
@@ -328,8 +343,7 @@ Test(kat, rmsprop_scalars_on_the_host_the_cpu_paths_and_the_device_prologue)
     size_t n;
     const kat_row *r = kat_rows("rmsprop", 5, 10, 8, &n);
     for (size_t i = 0; i < n; i++) {
-        fopt_rmsprop_config cfg = fopt_rmsprop_config_default();
-        kat_set_f64(&r[i], (double *[]){&cfg.alpha, &cfg.eps, &cfg.lr, &cfg.weight_decay, &cfg.momentum, NULL});
+        const fopt_rmsprop_config cfg = rmsprop_row_config(&r[i]);
         const fopt_group_scalars s = {.rmsprop = fopt_rmsprop_scalars_make(&cfg, cfg.lr, cfg.weight_decay)};
         expect_rmsprop(&r[i], &s, "fopt_rmsprop_scalars_make");
         expect_cpu_and_device(&r[i], &fopt_rmsprop_desc, &cfg, cfg.lr, cfg.weight_decay, 1, expect_rmsprop);
