@@ -208,24 +208,23 @@ def bf16_sr(x, r16):
     return ((x + r16) & M32) >> 16
 
 
+def shift_mul(x, mask, s1, m1, s2, m2, s3):
+    """x ^= x >> s1; x *= m1; x ^= x >> s2; x *= m2; x ^= x >> s3, in the width of mask."""
+    x &= mask
+    x ^= x >> s1
+    x = (x * m1) & mask
+    x ^= x >> s2
+    x = (x * m2) & mask
+    x ^= x >> s3
+    return x
+
+
 def mix64(z):
-    z &= M64
-    z ^= z >> 30
-    z = (z * 0xBF58476D1CE4E5B9) & M64
-    z ^= z >> 27
-    z = (z * 0x94D049BB133111EB) & M64
-    z ^= z >> 31
-    return z
+    return shift_mul(z, M64, 30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)
 
 
 def h32(x):
-    x &= M32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & M32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & M32
-    x ^= x >> 16
-    return x
+    return shift_mul(x, M32, 16, 0x7FEB352D, 15, 0x846CA68B, 16)
 
 
 def sr_key(seed, step, tensor):

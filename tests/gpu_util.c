@@ -244,15 +244,7 @@ void gt_problem_free(gt_problem *p)
     }
     for (int j = 0; j < FOPT_MAX_STATES; j++)
         free(p->state[j]);
-    free(p->param);
-    free(p->grad);
-    free(p->master);
-    free(p->host);
-    free(p->dev_param_base);
-    free(p->dev_grad_base);
-    free(p->dev);
-    free(p->spec);
-    free(p);
+    TEST_FREE_ALL(p->param, p->grad, p->master, p->host, p->dev_param_base, p->dev_grad_base, p->dev, p->spec, p);
 }
 
 void gt_upload_grads(gt_problem *p)

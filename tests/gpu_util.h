@@ -21,18 +21,6 @@
 #include "internal.h"
 #include "util.h"
 
-#define CUDA_OK(expr)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (expr);                                                                   \
-        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, fopt_dev_error_string(e_));                 \
-    } while (0)
-
-#define FOPT_OK(expr)                                                                              \
-    do {                                                                                           \
-        fopt_status s_ = (expr);                                                                   \
-        cr_assert_eq(s_, FOPT_SUCCESS, "%s: %s: %s", #expr, fopt_status_string(s_), fopt_last_error()); \
-    } while (0)
-
 /* TestSuite .init functions: SKIP without a device; SKIP unless the device is emulated (fault
  * injection, the emulated capacity). */
 void gt_require_device(void);

@@ -8,6 +8,8 @@
 
 #include <criterion/criterion.h>
 
+#include "mixed.h"
+
 typedef struct kat_table {
     kat_row *rows;
     char (*kinds)[16];
@@ -120,34 +122,19 @@ const kat_row *kat_rows(const char *kind, int nin, int nout, size_t min_rows, si
     return t->rows + first;
 }
 
-uint32_t kat_f32_bits(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
-}
+uint32_t kat_f32_bits(float x) { return mx_bits(x); }
 
-float kat_f32(uint64_t bits)
-{
-    uint32_t u = (uint32_t)bits;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
+float kat_f32(uint64_t bits) { return mx_float((uint32_t)bits); }
 
-uint64_t kat_f64_bits(double x)
-{
+/* A union reads the other member's bytes (C11 6.5.2.3). */
+typedef union kat_f64_pun {
+    double d;
     uint64_t u;
-    memcpy(&u, &x, 8);
-    return u;
-}
+} kat_f64_pun;
 
-double kat_f64(uint64_t bits)
-{
-    double x;
-    memcpy(&x, &bits, 8);
-    return x;
-}
+uint64_t kat_f64_bits(double x) { return (kat_f64_pun){.d = x}.u; }
+
+double kat_f64(uint64_t bits) { return (kat_f64_pun){.u = bits}.d; }
 
 /* The grads of a sqsum row: xorshift32 from the seed, one step per element across the list; sign,
  * exponent 96 + 6 bits, significand (scripts/kat_gen.py). */

@@ -700,6 +700,34 @@ mx_set *mx_step_every_isa(const mx_config *c, const mx_set *start, int64_t step,
     return out;
 }
 
+void mx_expect_skip(const mx_config *c, const mx_set *s, const float *scale, const double *ext, bool norm_nan,
+                    const char *label)
+{
+    char msg[512];
+    for (int p = 0; p < MX_PATHS; p++)
+        for (int isa = 0; isa < (p == MX_CPU ? mx_isa_count() : 1); isa++) {
+            mx_set *t = mx_set_clone(s);
+            mx_snapshot *snap = mx_snapshot_take(t);
+            if (p == MX_CPU)
+                mx_cpu_use(isa, 2);
+            float norm = 0.0f;
+            int32_t found = -1;
+            fopt_step_options o = {.grad_scale = scale, .max_grad_norm = 0.5, .grad_norm = &norm, .found_inf = &found,
+                                   .zero_grads = true, .grad_sq_sum = ext};
+            cr_assert_eq(mx_step((mx_path)p, c, 3, t->t, t->count, &o), FOPT_SUCCESS, "%s", fopt_last_error());
+            cr_assert_eq(found, 1, "%s: %s: found_inf %d", label, mx_path_name((mx_path)p), (int)found);
+            if (norm_nan)
+                cr_assert(isnan(norm), "%s: %s: grad_norm %g, want NaN", label, mx_path_name((mx_path)p), (double)norm);
+            else
+                cr_assert(!isfinite(norm), "%s: %s: grad_norm %g", label, mx_path_name((mx_path)p), (double)norm);
+            if (!mx_snapshot_same(snap, t, msg, sizeof msg))
+                cr_assert_fail("%s: %s: the skipped step wrote: %s", label, mx_path_name((mx_path)p), msg);
+            mx_snapshot_free(snap);
+            mx_set_free(t);
+        }
+    mx_cpu_reset();
+}
+
 /* ---- an independent model of the storage rules ------------------------------------------------ */
 
 static float model_up(const void *p, fopt_dtype d, size_t i)

@@ -162,6 +162,13 @@ void mx_step_and_compare(const mx_config *c, int64_t step, mx_set *const *sets, 
 mx_set *mx_step_every_isa(const mx_config *c, const mx_set *start, int64_t step,
                           const fopt_step_options *o, int first_threads, const char *label);
 
+/* A step that must be skipped (an inf/NaN gradient or scale): on every path, and every ISA of the
+ * fast path, step 3 of c on a clone of s with grad_scale `scale`, clipping (max_grad_norm 0.5),
+ * grad_norm, zero_grads and grad_sq_sum `ext` on must succeed with found_inf 1, a grad_norm that
+ * is NaN (`norm_nan`) or at least not finite, and not one byte written. `label` leads messages. */
+void mx_expect_skip(const mx_config *c, const mx_set *s, const float *scale, const double *ext, bool norm_nan,
+                    const char *label);
+
 /* An independent model of docs/SEMANTICS.md's storage rules and step options: the sum of squares
  * in the fixed order of kernels/stats.h (written here from its description), and one step applied
  * to s element by element with the conversion oracles above around the flat fp32 reference

@@ -98,13 +98,7 @@ void test_problem_free(test_problem *p)
     }
     for (int j = 0; j < FOPT_MAX_STATES; j++)
         free(p->ref_state[j]);
-    free(p->numel);
-    free(p->param);
-    free(p->grad);
-    free(p->param_base);
-    free(p->grad_base);
-    free(p->ref_param);
-    free(p);
+    TEST_FREE_ALL(p->numel, p->param, p->grad, p->param_base, p->grad_base, p->ref_param, p);
 }
 
 void test_problem_new_grads(test_problem *p)

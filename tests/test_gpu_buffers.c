@@ -16,6 +16,7 @@ enum { N = 64 };
 typedef struct two {
     void *mem[4];
     fopt_tensor t[2];
+    fopt_tensor shared[2]; /* t, but for what two_sharing() makes tensor 1 share with tensor 0 */
 } two;
 
 static two two_make(fopt_dtype dt)
@@ -36,6 +37,19 @@ static void two_free(two *w)
 {
     for (int i = 0; i < 4; i++)
         (void)fopt_dev_free(w->mem[i]);
+}
+
+/* Two fp32 tensors; in `shared`, tensor 1's param (grad: its grad) is tensor 0's memory. */
+static two two_sharing(bool grad)
+{
+    two w = two_make(FOPT_FLOAT32);
+    w.shared[0] = w.t[0];
+    w.shared[1] = w.t[1];
+    if (grad)
+        w.shared[1].grad = w.t[0].grad;
+    else
+        w.shared[1].param = w.t[0].param;
+    return w;
 }
 
 static void expect_msg(const char *const *needles)
@@ -70,6 +84,15 @@ static void expect_list_refused(gt_cfg *c, const fopt_tensor *good, const fopt_t
         FOPT_OK(fopt_step(opt, 0));
         fopt_destroy(opt);
     }
+}
+
+/* gt_adam() over the two tensors t. */
+static fopt_optimizer *adam_over(const fopt_tensor t[2])
+{
+    gt_cfg c = gt_adam();
+    fopt_optimizer *opt;
+    FOPT_OK(gt_create(&c, t, 2, &opt));
+    return opt;
 }
 
 Test(gpu_buffers, misaligned_params_and_grads_are_refused_by_create_shard_and_rebind)
@@ -131,12 +154,10 @@ Test(gpu_buffers, a_shard_checks_the_parts_it_steps)
 {
     /* tensor 1's param inside tensor 0's: a shard holding only tensor 0 steps no byte of tensor 1 */
     gt_cfg c = gt_adam();
-    two w = two_make(FOPT_FLOAT32);
-    fopt_tensor t[2] = {w.t[0], w.t[1]};
-    t[1].param = w.t[0].param;
+    two w = two_sharing(false);
     fopt_optimizer *opt;
-    cr_expect_eq(fopt_adam_create_shard(&opt, &c.a, t, 2, 0, 2 * N), FOPT_ERROR_INVALID_VALUE);
-    FOPT_OK(fopt_adam_create_shard(&opt, &c.a, t, 2, 0, N));
+    cr_expect_eq(fopt_adam_create_shard(&opt, &c.a, w.shared, 2, 0, 2 * N), FOPT_ERROR_INVALID_VALUE);
+    FOPT_OK(fopt_adam_create_shard(&opt, &c.a, w.shared, 2, 0, N));
     FOPT_OK(fopt_step(opt, 0));
     fopt_destroy(opt);
     two_free(&w);
@@ -144,12 +165,8 @@ Test(gpu_buffers, a_shard_checks_the_parts_it_steps)
 
 Test(gpu_buffers, shared_grads_step_but_refuse_zero_grads_naming_both)
 {
-    gt_cfg c = gt_adam();
-    two w = two_make(FOPT_FLOAT32);
-    fopt_tensor t[2] = {w.t[0], w.t[1]};
-    t[1].grad = w.t[0].grad;
-    fopt_optimizer *opt;
-    FOPT_OK(gt_create(&c, t, 2, &opt));
+    two w = two_sharing(true);
+    fopt_optimizer *opt = adam_over(w.shared);
     FOPT_OK(fopt_step(opt, 0));
     fopt_step_options o;
     memset(&o, 0, sizeof o);
@@ -159,7 +176,7 @@ Test(gpu_buffers, shared_grads_step_but_refuse_zero_grads_naming_both)
     cr_expect_eq(fopt_step_count(opt), 1);
     FOPT_OK(fopt_rebind(opt, w.t, 2, 0)); /* grads apart again */
     FOPT_OK(fopt_step_ex(opt, &o, 0));
-    cr_expect_eq(fopt_rebind(opt, t, 2, 0), FOPT_SUCCESS, "%s", fopt_last_error());
+    cr_expect_eq(fopt_rebind(opt, w.shared, 2, 0), FOPT_SUCCESS, "%s", fopt_last_error());
     cr_expect_eq(fopt_step_ex(opt, &o, 0), FOPT_ERROR_INVALID_VALUE);
     fopt_destroy(opt);
     two_free(&w);
@@ -167,10 +184,8 @@ Test(gpu_buffers, shared_grads_step_but_refuse_zero_grads_naming_both)
 
 Test(gpu_buffers, misaligned_sq_sum_and_option_pointers_are_refused)
 {
-    gt_cfg c = gt_adam();
     two w = two_make(FOPT_FLOAT32);
-    fopt_optimizer *opt;
-    FOPT_OK(gt_create(&c, w.t, 2, &opt));
+    fopt_optimizer *opt = adam_over(w.t);
     char *scratch = gt_dev_alloc(64);
     cr_expect_eq(fopt_grad_sq_sum(opt, NULL, (double *)(void *)(scratch + 4), 0), FOPT_ERROR_INVALID_VALUE);
     expect_msg((const char *[]){"sq_sum", "aligned", NULL});

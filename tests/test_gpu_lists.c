@@ -19,7 +19,6 @@ static void require_device(void)
 
 TestSuite(gpu_lists, .init = require_device);
 
-#define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
 
 typedef struct dev_list {
     size_t count;

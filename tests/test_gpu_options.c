@@ -21,7 +21,6 @@ static void require_device(void)
 
 TestSuite(gpu_object, .init = require_device);
 
-#define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
 #define DEV_OK(expr) cr_assert_eq((expr), cudaSuccess, "%s", #expr)
 
 static void *dev_copy(const void *host, size_t bytes)

@@ -252,8 +252,23 @@ static fopt_group_scalars prologue_scalars(const fopt_desc *d, const void *cfg, 
     return out.group[0];
 }
 
-static void expect_adam(const kat_row *r, const fopt_adam_scalars *s, const char *who)
+typedef void scalars_check(const kat_row *r, const fopt_group_scalars *g, const char *who);
+
+/* Row r's scalars as the CPU paths and the device prologue derive them for cfg (of optimizer d),
+ * lr, wd and step. */
+static void expect_cpu_and_device(const kat_row *r, const fopt_desc *d, const void *cfg, double lr, double wd,
+                                  int64_t step, scalars_check *expect)
 {
+    const fopt_any_config any = fopt_cfg_copy(d, cfg);
+    const fopt_group_scalars cpu = fopt_cpu_scalars(d, &any, step);
+    expect(r, &cpu, "fopt_cpu_scalars");
+    const fopt_group_scalars dev = prologue_scalars(d, cfg, lr, wd, step);
+    expect(r, &dev, "device prologue");
+}
+
+static void expect_adam(const kat_row *r, const fopt_group_scalars *g, const char *who)
+{
+    const fopt_adam_scalars *s = &g->adam;
     const float f[9] = {s->lerp_w, s->lerp_1mw, s->beta2, s->one_minus_beta2, s->eps, s->weight_decay, s->decay,
                         s->neg_step_size, s->bc2_sqrt};
     const int at[9] = {0, 1, 3, 4, 5, 6, 7, 8, 9}; /* their outputs; 2 and 10 are flags */
@@ -270,31 +285,46 @@ static void expect_adam(const kat_row *r, const fopt_adam_scalars *s, const char
     KAT_EXPECT(r, s->l2, r->out[10], what);
 }
 
+/* The row's first inputs, read as fp64 bits, into the fields `to` names (NULL-terminated). */
+static void kat_set_f64(const kat_row *r, double *const *to)
+{
+    for (int k = 0; to[k]; k++)
+        *to[k] = kat_f64(r->in[k]);
+}
+
+/* An adam row's config: beta1, beta2, eps, lr, weight_decay (fp64 bits), decoupled. */
+static fopt_adam_config adam_row_config(const kat_row *r)
+{
+    fopt_adam_config cfg = fopt_adam_config_default();
+    kat_set_f64(r, (double *[]){&cfg.beta1, &cfg.beta2, &cfg.eps, &cfg.lr, &cfg.weight_decay, NULL});
+    cfg.decoupled_weight_decay = r->in[5] != 0;
+    return cfg;
+}
+
+/* An rmsprop row's config: alpha, eps, lr, weight_decay, momentum (fp64 bits). */
+static fopt_rmsprop_config rmsprop_row_config(const kat_row *r)
+{
+    fopt_rmsprop_config cfg = fopt_rmsprop_config_default();
+    kat_set_f64(r, (double *[]){&cfg.alpha, &cfg.eps, &cfg.lr, &cfg.weight_decay, &cfg.momentum, NULL});
+    return cfg;
+}
+
 Test(kat, adam_scalars_on_the_host_the_cpu_paths_and_the_device_prologue)
 {
     size_t n;
     const kat_row *r = kat_rows("adam", 7, 11, 30, &n);
     for (size_t i = 0; i < n; i++) {
-        fopt_adam_config cfg = fopt_adam_config_default();
-        cfg.beta1 = kat_f64(r[i].in[0]);
-        cfg.beta2 = kat_f64(r[i].in[1]);
-        cfg.eps = kat_f64(r[i].in[2]);
-        cfg.lr = kat_f64(r[i].in[3]);
-        cfg.weight_decay = kat_f64(r[i].in[4]);
-        cfg.decoupled_weight_decay = r[i].in[5] != 0;
+        const fopt_adam_config cfg = adam_row_config(&r[i]);
         const int64_t step = (int64_t)r[i].in[6];
-        const fopt_adam_scalars s = fopt_adam_scalars_make(&cfg, cfg.lr, cfg.weight_decay, step);
+        const fopt_group_scalars s = {.adam = fopt_adam_scalars_make(&cfg, cfg.lr, cfg.weight_decay, step)};
         expect_adam(&r[i], &s, "fopt_adam_scalars_make");
-        const fopt_any_config any = fopt_cfg_copy(&fopt_adam_desc, &cfg);
-        const fopt_group_scalars cpu = fopt_cpu_scalars(&fopt_adam_desc, &any, step);
-        expect_adam(&r[i], &cpu.adam, "fopt_cpu_scalars");
-        const fopt_group_scalars dev = prologue_scalars(&fopt_adam_desc, &cfg, cfg.lr, cfg.weight_decay, step);
-        expect_adam(&r[i], &dev.adam, "device prologue");
+        expect_cpu_and_device(&r[i], &fopt_adam_desc, &cfg, cfg.lr, cfg.weight_decay, step, expect_adam);
     }
 }
 
-static void expect_rmsprop(const kat_row *r, const fopt_rmsprop_scalars *s, const char *who)
+static void expect_rmsprop(const kat_row *r, const fopt_group_scalars *g, const char *who)
 {
+    const fopt_rmsprop_scalars *s = &g->rmsprop;
     const uint64_t got[10] = {kat_f32_bits(s->alpha), kat_f32_bits(s->one_minus_alpha), kat_f32_bits(s->lerp_1mw),
                               (uint64_t)s->lerp_from_end, kat_f32_bits(s->eps), kat_f32_bits(s->weight_decay),
                               kat_f32_bits(s->momentum), kat_f32_bits(s->neg_lr), (uint64_t)s->l2,
@@ -313,19 +343,10 @@ Test(kat, rmsprop_scalars_on_the_host_the_cpu_paths_and_the_device_prologue)
     size_t n;
     const kat_row *r = kat_rows("rmsprop", 5, 10, 8, &n);
     for (size_t i = 0; i < n; i++) {
-        fopt_rmsprop_config cfg = fopt_rmsprop_config_default();
-        cfg.alpha = kat_f64(r[i].in[0]);
-        cfg.eps = kat_f64(r[i].in[1]);
-        cfg.lr = kat_f64(r[i].in[2]);
-        cfg.weight_decay = kat_f64(r[i].in[3]);
-        cfg.momentum = kat_f64(r[i].in[4]);
-        const fopt_rmsprop_scalars s = fopt_rmsprop_scalars_make(&cfg, cfg.lr, cfg.weight_decay);
+        const fopt_rmsprop_config cfg = rmsprop_row_config(&r[i]);
+        const fopt_group_scalars s = {.rmsprop = fopt_rmsprop_scalars_make(&cfg, cfg.lr, cfg.weight_decay)};
         expect_rmsprop(&r[i], &s, "fopt_rmsprop_scalars_make");
-        const fopt_any_config any = fopt_cfg_copy(&fopt_rmsprop_desc, &cfg);
-        const fopt_group_scalars cpu = fopt_cpu_scalars(&fopt_rmsprop_desc, &any, 1);
-        expect_rmsprop(&r[i], &cpu.rmsprop, "fopt_cpu_scalars");
-        const fopt_group_scalars dev = prologue_scalars(&fopt_rmsprop_desc, &cfg, cfg.lr, cfg.weight_decay, 1);
-        expect_rmsprop(&r[i], &dev.rmsprop, "device prologue");
+        expect_cpu_and_device(&r[i], &fopt_rmsprop_desc, &cfg, cfg.lr, cfg.weight_decay, 1, expect_rmsprop);
     }
 }
 

@@ -138,17 +138,26 @@ Test(optimizer_args, create_rejects_out_of_range_hyper_parameters)
     cr_expect_eq(out, SENTINEL);
 }
 
+/* Creating an Adam optimizer over one fp32 tensor fails with FOPT_ERROR_NO_DEVICE, leaves *out
+ * alone, and (want not NULL) says `want`. */
+static void expect_create_no_device(const char *want)
+{
+    fopt_adam_config a = fopt_adam_config_default();
+    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
+    fopt_optimizer *out;
+    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
+    cr_expect_eq(out, SENTINEL);
+    if (want)
+        cr_expect(strstr(fopt_last_error(), want) != NULL, "message: %s", fopt_last_error());
+}
+
 Test(optimizer_args, create_without_a_device_says_no_device)
 {
     if (fopt_dev_emulated())
         fopt_emu_set_device_count(0); /* the emulated device can be unplugged */
     else if (test_have_cuda_device())
         cr_skip_test("a CUDA device is present");
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
-    fopt_optimizer *out;
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
-    cr_expect_eq(out, SENTINEL);
+    expect_create_no_device(NULL);
 }
 
 /* Issue 16: without any CUDA driver the runtime answers cudaErrorInsufficientDriver, and the
@@ -161,13 +170,8 @@ Test(optimizer_args, create_without_a_cuda_driver_says_no_cuda_driver_or_device)
         fopt_emu_set_driver_version(0);
     else if (test_have_cuda_device())
         cr_skip_test("a CUDA device is present");
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
-    fopt_optimizer *out;
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
-    cr_expect_eq(out, SENTINEL);
+    expect_create_no_device("no CUDA driver or device");
     const char *msg = fopt_last_error();
-    cr_expect(strstr(msg, "no CUDA driver or device") != NULL, "message: %s", msg);
     cr_expect(strstr(msg, "insufficient") == NULL, "the message sends the user to upgrade a driver: %s", msg);
 }
 
@@ -176,17 +180,10 @@ Test(optimizer_args, create_with_a_driver_older_than_the_runtime_names_both_vers
     if (!fopt_dev_emulated())
         cr_skip_test("the emulated driver's version can be set");
     fopt_emu_set_driver_version(11040);
-    fopt_adam_config a = fopt_adam_config_default();
-    fopt_tensor t = {fake_param, fake_grad, 4, FOPT_FLOAT32, 0};
-    fopt_optimizer *out;
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
-    cr_expect(strstr(fopt_last_error(), "CUDA driver (11.4) is older than the CUDA runtime") != NULL, "message: %s",
-              fopt_last_error());
+    expect_create_no_device("CUDA driver (11.4) is older than the CUDA runtime");
     fopt_emu_set_driver_version(CUDART_VERSION);
     fopt_emu_set_device_count(0); /* a driver, no device */
-    cr_expect_eq(adam_create_with(&a, &t, 1, &out), FOPT_ERROR_NO_DEVICE, "%s", fopt_last_error());
-    cr_expect(strstr(fopt_last_error(), "no CUDA driver or device (the CUDA driver reports no device)") != NULL,
-              "message: %s", fopt_last_error());
+    expect_create_no_device("no CUDA driver or device (the CUDA driver reports no device)");
 }
 
 Test(optimizer_args, null_optimizer_is_handled_by_every_call)

@@ -29,15 +29,6 @@
 #if FOPT_TEST_KERNELS
 #include "device.h"
 #include "host_run.h"
-#endif
-
-#define FOPT_OK(expr) cr_assert_eq((expr), FOPT_SUCCESS, "%s: %s", #expr, fopt_last_error())
-#if FOPT_TEST_KERNELS
-#define CUDA_OK(expr)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (expr);                                                                   \
-        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, fopt_dev_error_string(e_));                 \
-    } while (0)
 
 static void require_device(void)
 {
@@ -229,12 +220,7 @@ static void host_model_make(host_model *h, const flat *f, const mode *m, const o
 
 static void host_model_free(host_model *h)
 {
-    free(h->param);
-    free(h->grad);
-    free(h->master);
-    for (int j = 0; j < 3; j++)
-        free(h->state[j]);
-    free(h->t);
+    TEST_FREE_ALL(h->param, h->grad, h->master, h->state[0], h->state[1], h->state[2], h->t);
 }
 
 /* One rank of a CPU shard: its pieces, and state (and master) buffers holding its range only. */
@@ -555,55 +541,36 @@ static void bounds_splits(const size_t *numel, size_t count, const mode *m, bool
 static const size_t LARGE[] = {20000, 7, 40000, 13};
 #define LARGE_COUNT (sizeof LARGE / sizeof LARGE[0])
 
-Test(shard_cpu, every_split_of_a_small_list_steps_as_the_whole_list_fp32)
-{
-    cr_expect_eq(every_split(SMALL, SMALL_COUNT, &FP32, true, false), 1 + 6 + 21 + 56);
-}
+/* The same splits on the CPU paths (suite shard_cpu, gpu false) and the GPU object (shard_gpu). */
+#define SPLIT_TESTS(suite, gpu)                                                                    \
+    Test(suite, every_split_of_a_small_list_steps_as_the_whole_list_fp32)                          \
+    {                                                                                              \
+        cr_expect_eq(every_split(SMALL, SMALL_COUNT, &FP32, true, gpu), 1 + 6 + 21 + 56);          \
+    }                                                                                              \
+    Test(suite, every_split_of_a_small_list_steps_as_the_whole_list_bf16_master)                   \
+    {                                                                                              \
+        every_split(SMALL, SMALL_COUNT, &BF16_MASTER, true, gpu);                                  \
+    }                                                                                              \
+    Test(suite, every_split_of_a_small_list_steps_as_the_whole_list_bf16_stochastic_rounding)      \
+    {                                                                                              \
+        every_split(SMALL, SMALL_COUNT, &BF16_SR, true, gpu);                                      \
+    }                                                                                              \
+    Test(suite, large_tensors_split_by_shard_bounds_step_as_the_whole_list)                        \
+    {                                                                                              \
+        bounds_splits(LARGE, LARGE_COUNT, &FP32, true, gpu);                                       \
+        bounds_splits(LARGE, LARGE_COUNT, &BF16_SR, true, gpu);                                    \
+        bounds_splits(LARGE, LARGE_COUNT, &BF16_MASTER, false, gpu);                               \
+    }
 
-Test(shard_cpu, every_split_of_a_small_list_steps_as_the_whole_list_bf16_master)
-{
-    every_split(SMALL, SMALL_COUNT, &BF16_MASTER, true, false);
-}
-
-Test(shard_cpu, every_split_of_a_small_list_steps_as_the_whole_list_bf16_stochastic_rounding)
-{
-    every_split(SMALL, SMALL_COUNT, &BF16_SR, true, false);
-}
-
-Test(shard_cpu, large_tensors_split_by_shard_bounds_step_as_the_whole_list)
-{
-    bounds_splits(LARGE, LARGE_COUNT, &FP32, true, false);
-    bounds_splits(LARGE, LARGE_COUNT, &BF16_SR, true, false);
-    bounds_splits(LARGE, LARGE_COUNT, &BF16_MASTER, false, false);
-}
+SPLIT_TESTS(shard_cpu, false)
 
 #if FOPT_TEST_KERNELS
-Test(shard_gpu, every_split_of_a_small_list_steps_as_the_whole_list_fp32)
-{
-    cr_expect_eq(every_split(SMALL, SMALL_COUNT, &FP32, true, true), 1 + 6 + 21 + 56);
-}
-
-Test(shard_gpu, every_split_of_a_small_list_steps_as_the_whole_list_bf16_master)
-{
-    every_split(SMALL, SMALL_COUNT, &BF16_MASTER, true, true);
-}
-
-Test(shard_gpu, every_split_of_a_small_list_steps_as_the_whole_list_bf16_stochastic_rounding)
-{
-    every_split(SMALL, SMALL_COUNT, &BF16_SR, true, true);
-}
+SPLIT_TESTS(shard_gpu, true)
 
 Test(shard_gpu, rmsprop_every_split_of_a_small_list_steps_as_the_whole_list)
 {
     every_split(SMALL, SMALL_COUNT, &FP32, false, true);
     every_split(SMALL, SMALL_COUNT, &BF16_SR, false, true);
-}
-
-Test(shard_gpu, large_tensors_split_by_shard_bounds_step_as_the_whole_list)
-{
-    bounds_splits(LARGE, LARGE_COUNT, &FP32, true, true);
-    bounds_splits(LARGE, LARGE_COUNT, &BF16_SR, true, true);
-    bounds_splits(LARGE, LARGE_COUNT, &BF16_MASTER, false, true);
 }
 #endif
 

@@ -111,6 +111,12 @@ float *test_dup(const float *x, size_t n)
     return p;
 }
 
+void test_free_all(void *const *ptrs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ptrs[i]);
+}
+
 bool test_have_cuda_device(void)
 {
 #if FOPT_TEST_KERNELS

@@ -9,6 +9,21 @@
 
 #include "fusedopt.h"
 
+/* Assertions on a call's status (Criterion's cr_assert_eq; the message names the call, its status
+ * and fopt_last_error()) and, where the kernels are built, on a CUDA call (device.h). */
+#define FOPT_OK(expr)                                                                              \
+    do {                                                                                           \
+        fopt_status s_ = (expr);                                                                   \
+        cr_assert_eq(s_, FOPT_SUCCESS, "%s: %s: %s", #expr, fopt_status_string(s_), fopt_last_error()); \
+    } while (0)
+#if FOPT_TEST_KERNELS
+#define CUDA_OK(expr)                                                                              \
+    do {                                                                                           \
+        cudaError_t e_ = (expr);                                                                   \
+        cr_assert_eq(e_, cudaSuccess, "%s: %s", #expr, fopt_dev_error_string(e_));                 \
+    } while (0)
+#endif
+
 /* xorshift64*: deterministic across machines. */
 typedef struct test_rng { uint64_t s; } test_rng;
 test_rng test_rng_make(uint64_t seed);
@@ -45,5 +60,9 @@ float *test_dup(const float *x, size_t n);
 
 /* True when a device is usable: a CUDA device, or the emulated one in an emulated build. */
 bool test_have_cuda_device(void);
+
+/* free() on each of n pointers (NULL ones too); TEST_FREE_ALL(a, b, ...) counts them. */
+void test_free_all(void *const *ptrs, size_t n);
+#define TEST_FREE_ALL(...) test_free_all((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
 
 #endif
