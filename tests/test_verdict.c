@@ -21,10 +21,12 @@
 
 #include <criterion/criterion.h>
 
-#include "gpu_util.h"
 #include "mixed.h"
+#if FOPT_TEST_KERNELS /* the GPU object's tests; a build without CUDA runs the CPU paths' only */
+#include "gpu_util.h"
 
 TestSuite(gpu_verdict, .init = gt_require_device);
+#endif
 
 static const fopt_dtype k_dtypes[3] = {FOPT_FLOAT32, FOPT_FLOAT16, FOPT_BFLOAT16};
 
@@ -208,6 +210,7 @@ Test(verdict, int64_max_is_a_valid_step_number_on_every_cpu_path_and_the_host_ru
     }
 }
 
+#if FOPT_TEST_KERNELS
 /* ---- the GPU optimizer ------------------------------------------------------------------------ */
 
 static const gt_spec k_list[] = {{300, FOPT_FLOAT32, 0, 0}, {FOPT_CHUNK + 5, FOPT_BFLOAT16, 0, 1}, {64, FOPT_FLOAT16, 0, 0}};
@@ -469,3 +472,4 @@ Test(gpu_verdict, an_eager_step_whose_count_the_host_knows_is_refused_at_int64_m
     gt_dev_opts_free(&d);
     gt_problem_free(p);
 }
+#endif /* FOPT_TEST_KERNELS */
