@@ -44,8 +44,12 @@ void bench_gpu_init(bench_gpu *g, bool cpu_only)
     int count = 0;
     cudaError_t err = fopt_dev_count(&count);
     if (err != cudaSuccess || count == 0) {
-        snprintf(g->why_not, sizeof g->why_not, "no CUDA device (cudaGetDeviceCount: %s)",
-                 err != cudaSuccess ? fopt_dev_error_string(err) : "0 devices");
+        int driver = 0, runtime = 0;
+        if (err == cudaErrorInsufficientDriver && fopt_dev_versions(&driver, &runtime) == cudaSuccess && driver == 0)
+            snprintf(g->why_not, sizeof g->why_not, "no CUDA driver or device (no CUDA driver is installed)");
+        else
+            snprintf(g->why_not, sizeof g->why_not, "no CUDA device (cudaGetDeviceCount: %s)",
+                     err != cudaSuccess ? fopt_dev_error_string(err) : "0 devices");
         (void)fopt_dev_last_error();
         return;
     }
