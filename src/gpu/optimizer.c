@@ -292,7 +292,7 @@ fopt_status fopt_gpu_create(fopt_optimizer **out, const fopt_desc *d, const fopt
         return status;
     if ((status = check_tensors(d, cfg, tensors, count)) != FOPT_SUCCESS)
         return status;
-    uint64_t begin, end;
+    uint64_t begin = 0, end = 0; /* set by check_list_range (initialised: GCC cannot see it at -O3) */
     fopt_grad_alias alias;
     if ((status = check_list_range(tensors, count, range, &begin, &end, &alias)) != FOPT_SUCCESS)
         return status;
