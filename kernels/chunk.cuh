@@ -271,10 +271,8 @@ struct fopt_step_walker {
  * the global norm and the inf/NaN flag, from the sum of squares the statistics kernel left. */
 FOPT_HD void fopt_step_publish(const fopt_step_args &a)
 {
-    if (a.grad_norm_out)
-        *a.grad_norm_out = (float)sqrt(a.stats->sq_sum);
-    if (a.found_inf_out)
-        *a.found_inf_out = fopt_stat_bad(a.stats->sq_sum);
+    if (a.grad_norm_out || a.found_inf_out) /* then stats is set (the step's statistics ran) */
+        fopt_stat_publish(a.stats->sq_sum, a.grad_norm_out, a.found_inf_out);
 }
 
 template <class P, class S, int MASTER, class Update>

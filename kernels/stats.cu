@@ -170,10 +170,7 @@ FOPT_HD void finish(const fopt_stats_args &a, double total)
     const int bad = fopt_stat_bad(total);
     if (a.sq_sum_out)
         *a.sq_sum_out = total;
-    if (a.grad_norm_out)
-        *a.grad_norm_out = (float)sqrt(total);
-    if (a.found_inf_out)
-        *a.found_inf_out = bad;
+    fopt_stat_publish(total, a.grad_norm_out, a.found_inf_out);
     if (a.stats_out) {
         a.stats_out->sq_sum = total;
         a.stats_out->clip_coef = fopt_stat_clip_coef(total, a.max_grad_norm);

@@ -73,4 +73,15 @@ FOPT_HDI double fopt_stat_total(double total, const float *grad_scale)
 /* Non-finite: the inf/NaN check. */
 FOPT_HDI int fopt_stat_bad(double total) { return !(total <= 1.7976931348623157e308); }
 
+/* The step options' outputs from a total (after fopt_stat_total): grad_norm = s(sqrt(total)),
+ * found_inf = whether the total is not finite; each written when given. One definition for the
+ * statistics kernel, the step kernel's last launch and the CPU paths. */
+FOPT_HDI void fopt_stat_publish(double total, float *grad_norm, int32_t *found_inf)
+{
+    if (grad_norm)
+        *grad_norm = (float)sqrt(total);
+    if (found_inf)
+        *found_inf = fopt_stat_bad(total);
+}
+
 #endif
