@@ -369,7 +369,8 @@ FOPT_API const char *fopt_cpu_isa(void);
  *  fast path's threads.
  *  @return FOPT_SUCCESS (n == 0 touches nothing, NULL allowed), or FOPT_ERROR_INVALID_VALUE with
  *  nothing written: an unknown dtype, a NULL buffer, a buffer not aligned to its element size, a
- *  size past the address space, or dst and src overlapping between different dtypes. */
+ *  buffer of more than 2^57 bytes or past the end of the address space (as for every buffer of the
+ *  library), or dst and src overlapping between different dtypes. */
 FOPT_API fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *src, fopt_dtype src_dtype,
                                   size_t n);
 

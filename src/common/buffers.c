@@ -30,6 +30,11 @@ fopt_status fopt_pointer_aligned(const void *p, size_t align, const char *what)
     return FOPT_SUCCESS;
 }
 
+bool fopt_buffer_fits(const void *p, size_t numel, size_t elem)
+{
+    return (uint64_t)numel <= FOPT_MAX_BUFFER_BYTES / elem && (uintptr_t)p <= UINTPTR_MAX - numel * elem;
+}
+
 fopt_status fopt_buffer_range(const void *p, size_t numel, size_t elem, size_t tensor,
                               const char *what, bool written, fopt_range *out)
 {
@@ -37,7 +42,7 @@ fopt_status fopt_buffer_range(const void *p, size_t numel, size_t elem, size_t t
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "tensor %zu: %s (%p) is not aligned to its %zu-byte elements", tensor, what,
                          p, elem);
-    if ((uint64_t)numel > FOPT_MAX_BUFFER_BYTES / elem || (uintptr_t)p > UINTPTR_MAX - numel * elem)
+    if (!fopt_buffer_fits(p, numel, elem))
         return fopt_fail(FOPT_ERROR_INVALID_VALUE,
                          "tensor %zu: %s: numel %zu of %zu-byte elements at %p does not fit the "
                          "address space (a buffer holds at most 2^57 bytes)", tensor, what, numel,

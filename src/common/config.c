@@ -297,14 +297,9 @@ bool fopt_options_need_stats(const fopt_step_options *o)
 bool fopt_options_verdict(const fopt_step_options *o, double total, float *coef)
 {
     total = fopt_stat_total(total, o->grad_scale);
-    const int bad = fopt_stat_bad(total);
-    if (o->grad_norm)
-        *o->grad_norm = (float)sqrt(total);
-    if (o->found_inf) {
-        *o->found_inf = bad;
-        if (bad)
-            return true; /* nothing is updated */
-    }
+    fopt_stat_publish(total, o->grad_norm, o->found_inf);
+    if (o->found_inf && fopt_stat_bad(total))
+        return true; /* nothing is updated */
     *coef = fopt_stat_clip_coef(total, o->max_grad_norm);
     return false;
 }
@@ -320,14 +315,18 @@ static fopt_status numel_sum(size_t *total, size_t numel)
     return FOPT_SUCCESS;
 }
 
+fopt_status fopt_sq_sum_pointers(const float *grad_scale, const double *sq_sum)
+{
+    fopt_status st = fopt_pointer_aligned(sq_sum, sizeof(double), "sq_sum");
+    return st != FOPT_SUCCESS ? st : fopt_pointer_aligned(grad_scale, sizeof(float), "grad_scale");
+}
+
 fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const float *grad_scale,
                               const double *sq_sum)
 {
     if (!sq_sum || (count > 0 && !tensors))
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors or sq_sum is NULL");
-    fopt_status st = fopt_pointer_aligned(sq_sum, sizeof(double), "sq_sum");
-    if (st == FOPT_SUCCESS)
-        st = fopt_pointer_aligned(grad_scale, sizeof(float), "grad_scale");
+    fopt_status st = fopt_sq_sum_pointers(grad_scale, sq_sum);
     size_t total = 0;
     for (size_t k = 0; k < count && st == FOPT_SUCCESS; k++) {
         const fopt_host_tensor *t = &tensors[k];
@@ -348,10 +347,6 @@ fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, con
 
 /* ---- a CPU multi-tensor call ---- */
 
-static const char *const state_names[2][FOPT_MAX_STATES] = {
-    {"exp_avg (state[0])", "exp_avg_sq (state[1])", "max_exp_avg_sq (state[2])"},
-    {"square_avg (state[0])", "momentum_buffer (state[1])", "grad_avg (state[2])"},
-};
 
 /* What a call's tensors are checked against. */
 typedef struct call_rules {
@@ -403,7 +398,7 @@ static fopt_status tensor_ranges(const call_rules *c, const fopt_host_tensor *t,
                                  fopt_range *r, size_t *n)
 {
     const size_t eb = fopt_dtype_bytes(t->dtype);
-    const size_t sb = c->pr->state_dtype == FOPT_BFLOAT16 ? 2 : 4;
+    const size_t sb = fopt_dtype_bytes(c->pr->state_dtype);
     const fopt_master_mode mm = fopt_master_mode_of(c->pr, t->dtype);
     fopt_status st = fopt_buffer_range(t->param, t->numel, eb, k, "param", true, &r[(*n)++]);
     if (st == FOPT_SUCCESS)
@@ -451,8 +446,7 @@ fopt_status fopt_multi_check(const fopt_desc *d, const fopt_any_config *cfg, int
         return st;
     if (count > 0 && !tensors)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensors is NULL with count %zu", count);
-    const call_rules c = {fopt_cfg_precision(d, cfg), d->states(cfg),
-                          state_names[d->kind == FOPT_KIND_ADAM ? 0 : 1], opts && opts->zero_grads};
+    const call_rules c = {fopt_cfg_precision(d, cfg), d->states(cfg), d->state_names, opts && opts->zero_grads};
     size_t nranges = 0;
     for (size_t k = 0; k < count; k++)
         if ((st = tensor_fields(&c, &tensors[k], k, &nranges)) != FOPT_SUCCESS)

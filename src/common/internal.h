@@ -46,6 +46,10 @@ typedef struct fopt_desc {
     void (*ref_element)(const fopt_group_scalars *s, float *p, float g, float st[FOPT_MAX_STATES]);
     /* the fast CPU path's fp32 element loop for an instruction set (fopt_cpu_isa_level) */
     fopt_cpu_kernel (*cpu_kernel)(int isa, const fopt_group_scalars *s);
+    /* each state slot's name in messages, PyTorch's with its index ("exp_avg (state[0])"), and
+     * when the optimizer keeps it ("with amsgrad") */
+    const char *const *state_names;
+    const char *const *state_kept;
     /* (the GPU step kernels of `kind`: fopt_step_kernel_of() in kernels/launch.h) */
 } fopt_desc;
 
@@ -119,6 +123,10 @@ typedef struct fopt_range {
  * INVALID_VALUE. */
 fopt_status fopt_pointer_aligned(const void *p, size_t align, const char *what);
 
+/* Whether numel elements of `elem` bytes at p can exist: at most 2^57 bytes (more than any 64-bit
+ * platform maps), ending inside the address space; computed without a wrapping multiplication. */
+bool fopt_buffer_fits(const void *p, size_t numel, size_t elem);
+
 /* The range of numel elements of `elem` bytes at p: FOPT_SUCCESS, or INVALID_VALUE naming tensor
  * and slot when p is not aligned to elem or the bytes do not fit the address space (no
  * multiplication wraps). */
@@ -132,6 +140,9 @@ bool fopt_ranges_overlap(fopt_range *r, size_t count, fopt_range *a, fopt_range 
 /* FOPT_SUCCESS, or INVALID_VALUE naming two ranges that fopt_ranges_overlap() finds. Sorts r. */
 fopt_status fopt_ranges_disjoint(fopt_range *ranges, size_t count);
 
+/* The result and scale pointers of a sum of squares (any fopt_grad_sq_sum*): aligned, or
+ * INVALID_VALUE naming the one that is not; NULL passes. */
+fopt_status fopt_sq_sum_pointers(const float *grad_scale, const double *sq_sum);
 /* Arguments of fopt_grad_sq_sum_*_multi. */
 fopt_status fopt_sq_sum_check(const fopt_host_tensor *tensors, size_t count, const float *grad_scale,
                               const double *sq_sum);

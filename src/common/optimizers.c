@@ -15,7 +15,8 @@ fopt_cpu_kernel fopt_adam_cpu_kernel(int isa, const fopt_group_scalars *s);
 fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
 
 /* The descriptor of optimizer `opt` (kind KIND): its config's field offsets, opt##_check,
- * opt##_states and opt##_variant below, and its reference and fast CPU functions. */
+ * opt##_states, opt##_variant, opt##_state_names and opt##_state_kept below, and its reference and
+ * fast CPU functions. */
 #define FOPT_DESC(opt, KIND)                                                                       \
     {                                                                                              \
         .kind = KIND, .name = #opt, .lr_offset = offsetof(fopt_##opt##_config, lr),                \
@@ -23,7 +24,8 @@ fopt_cpu_kernel fopt_rmsprop_cpu_kernel(int isa, const fopt_group_scalars *s);
         .precision_offset = offsetof(fopt_##opt##_config, precision),                              \
         .capturable_offset = offsetof(fopt_##opt##_config, capturable), .check = opt##_check,      \
         .states = opt##_states, .variant = opt##_variant, .ref_element = fopt_##opt##_ref_element, \
-        .cpu_kernel = fopt_##opt##_cpu_kernel,                                                     \
+        .cpu_kernel = fopt_##opt##_cpu_kernel, .state_names = opt##_state_names,                   \
+        .state_kept = opt##_state_kept,                                                            \
     }
 
 /* ---- Adam / AdamW ---- */
@@ -37,6 +39,10 @@ static unsigned adam_states(const fopt_any_config *c)
 }
 
 static unsigned adam_variant(const fopt_any_config *c) { return c->adam.amsgrad ? 1u : 0u; }
+
+static const char *const adam_state_names[FOPT_MAX_STATES] = {"exp_avg (state[0])", "exp_avg_sq (state[1])",
+                                                              "max_exp_avg_sq (state[2])"};
+static const char *const adam_state_kept[FOPT_MAX_STATES] = {"always", "always", "with amsgrad"};
 
 const fopt_desc fopt_adam_desc = FOPT_DESC(adam, FOPT_KIND_ADAM);
 
@@ -54,5 +60,9 @@ static unsigned rmsprop_variant(const fopt_any_config *c)
 {
     return (c->rmsprop.momentum > 0.0 ? 1u : 0u) | (c->rmsprop.centered ? 2u : 0u);
 }
+
+static const char *const rmsprop_state_names[FOPT_MAX_STATES] = {
+    "square_avg (state[0])", "momentum_buffer (state[1])", "grad_avg (state[2])"};
+static const char *const rmsprop_state_kept[FOPT_MAX_STATES] = {"always", "with momentum > 0", "when centered"};
 
 const fopt_desc fopt_rmsprop_desc = FOPT_DESC(rmsprop, FOPT_KIND_RMSPROP);

@@ -67,14 +67,15 @@ fopt_status fopt_shard_pieces(const fopt_host_tensor *tensors, size_t count, uin
         if (hi > lo && (!t->param || !t->grad))
             return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: %s is NULL with numel %zu", k,
                              t->param ? "grad" : "param", t->numel);
-        fopt_range r; /* the pieces' pointers are computed from aligned, in-bounds ones */
-        fopt_status st = hi > lo ? fopt_buffer_range(t->param, t->numel, fopt_dtype_bytes(t->dtype), k,
-                                                     "param", true, &r)
-                                 : FOPT_SUCCESS;
-        if (st == FOPT_SUCCESS && hi > lo)
-            st = fopt_buffer_range(t->grad, t->numel, fopt_dtype_bytes(t->dtype), k, "grad", false, &r);
-        if (st != FOPT_SUCCESS)
-            return st;
+        if (hi > lo) { /* the pieces' pointers are computed from aligned, in-bounds ones */
+            const size_t eb = fopt_dtype_bytes(t->dtype);
+            fopt_range r;
+            fopt_status st = fopt_buffer_range(t->param, t->numel, eb, k, "param", true, &r);
+            if (st == FOPT_SUCCESS)
+                st = fopt_buffer_range(t->grad, t->numel, eb, k, "grad", false, &r);
+            if (st != FOPT_SUCCESS)
+                return st;
+        }
         total += t->numel;
     }
     fopt_status st = fopt_shard_range_check(total, begin, end);

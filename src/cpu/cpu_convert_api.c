@@ -2,6 +2,7 @@
  * converters (src/cpu/cpu_convert.c), so that C callers fill fp16/bf16 buffers and fp32 masters
  * exactly as the library reads and writes them. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -15,8 +16,6 @@ typedef struct convert_ctx {
     fopt_dtype dst_dtype, src_dtype;
     const fopt_cpu_convert *cv;
 } convert_ctx;
-
-static size_t dtype_size(fopt_dtype t) { return t == FOPT_FLOAT32 ? 4 : 2; }
 
 /* fp16/bf16 -> fp32 (exact) */
 static void up(const convert_ctx *c, const uint16_t *s, float *d, size_t n)
@@ -56,17 +55,16 @@ static fopt_status check_dtype(fopt_dtype t, const char *name)
 
 static fopt_status check_buffer(const void *p, fopt_dtype t, size_t n, const char *name)
 {
+    char what[32];
+    snprintf(what, sizeof what, "fopt_convert: %s", name);
     if (p == NULL)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "fopt_convert: %s is NULL", name);
-    if ((uintptr_t)p % dtype_size(t) != 0)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                         "fopt_convert: %s (%p) is not aligned to its element size (%zu bytes)", name,
-                         p, dtype_size(t));
-    if (n > (SIZE_MAX - (uintptr_t)p) / dtype_size(t))
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE,
-                         "fopt_convert: %s: %zu elements of %zu bytes pass the end of the address space",
-                         name, n, dtype_size(t));
-    return FOPT_SUCCESS;
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "%s is NULL", what);
+    fopt_status st = fopt_pointer_aligned(p, fopt_dtype_bytes(t), what);
+    if (st == FOPT_SUCCESS && !fopt_buffer_fits(p, n, fopt_dtype_bytes(t)))
+        st = fopt_fail(FOPT_ERROR_INVALID_VALUE,
+                       "%s: %zu elements of %zu bytes do not fit the address space (a buffer holds at "
+                       "most 2^57 bytes)", what, n, fopt_dtype_bytes(t));
+    return st;
 }
 
 fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *src, fopt_dtype src_dtype, size_t n)
@@ -80,11 +78,11 @@ fopt_status fopt_convert(void *dst, fopt_dtype dst_dtype, const void *src, fopt_
     if ((st = check_buffer(dst, dst_dtype, n, "dst")) != FOPT_SUCCESS ||
         (st = check_buffer(src, src_dtype, n, "src")) != FOPT_SUCCESS)
         return st;
-    uintptr_t d0 = (uintptr_t)dst, d1 = d0 + n * dtype_size(dst_dtype);
-    uintptr_t s0 = (uintptr_t)src, s1 = s0 + n * dtype_size(src_dtype);
+    uintptr_t d0 = (uintptr_t)dst, d1 = d0 + n * fopt_dtype_bytes(dst_dtype);
+    uintptr_t s0 = (uintptr_t)src, s1 = s0 + n * fopt_dtype_bytes(src_dtype);
     if (dst_dtype == src_dtype) { /* a copy; in place is a no-op */
         if (dst != src)
-            memmove(dst, src, n * dtype_size(dst_dtype));
+            memmove(dst, src, n * fopt_dtype_bytes(dst_dtype));
         return FOPT_SUCCESS;
     }
     if (d0 < s1 && s0 < d1)

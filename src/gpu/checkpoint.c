@@ -251,26 +251,15 @@ fail:
     return status;
 }
 
-/* The state a slot holds, in PyTorch's names. */
-static const char *slot_name(fopt_kind kind, fopt_slot slot)
-{
-    static const char *const adam[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-    static const char *const rmsprop[] = {"square_avg", "momentum_buffer", "grad_avg"};
-    if (slot == FOPT_SLOT_MASTER)
-        return "master copy";
-    return kind == FOPT_KIND_ADAM ? adam[slot] : rmsprop[slot];
-}
-
 /* Why a slot is not kept for a tensor: the setting that would keep it. */
-static const char *slot_reason(const fopt_optimizer *opt, size_t tensor, fopt_slot slot)
+static void slot_not_kept(const fopt_optimizer *opt, size_t tensor, fopt_slot slot, char *out, size_t n)
 {
     if (slot != FOPT_SLOT_MASTER)
-        return opt->d->kind == FOPT_KIND_ADAM ? ": Adam keeps it with amsgrad"
-               : slot == FOPT_SLOT_MOMENTUM_BUFFER ? ": RMSprop keeps it with momentum > 0"
-                                                   : ": RMSprop keeps it when centered";
-    if (opt->entries[tensor].storage[FOPT_TS_PARAM] == FOPT_ST_F32)
-        return ": fp32 params keep no master copy";
-    return ": precision.master_weights is off";
+        snprintf(out, n, "%s: %s keeps it %s", opt->d->state_names[slot], opt->d->name, opt->d->state_kept[slot]);
+    else
+        snprintf(out, n, "master copy (slot %d): %s", (int)slot,
+                 opt->entries[tensor].storage[FOPT_TS_PARAM] == FOPT_ST_F32 ? "fp32 params keep no master copy"
+                                                                           : "precision.master_weights is off");
 }
 
 fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, void *buf, bool into_optimizer)
@@ -289,9 +278,11 @@ fopt_status fopt_state_copy(fopt_optimizer *opt, size_t tensor, fopt_slot slot, 
     const fopt_precision *pr = fopt_cfg_precision(opt->d, &opt->cfg);
     const bool kept = slot == FOPT_SLOT_MASTER ? pr->master_weights && e->storage[FOPT_TS_PARAM] != FOPT_ST_F32
                                                : (opt->plan.states >> slot & 1u) != 0;
-    if (!kept)
-        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no %s (slot %d)%s", tensor,
-                         slot_name(opt->d->kind, slot), (int)slot, slot_reason(opt, tensor, slot));
+    if (!kept) {
+        char why[128];
+        slot_not_kept(opt, tensor, slot, why, sizeof why);
+        return fopt_fail(FOPT_ERROR_INVALID_VALUE, "tensor %zu: the optimizer keeps no %s", tensor, why);
+    }
     size_t bytes = (size_t)e->numel * fopt_storage_bytes((fopt_storage)e->storage[slot]);
     return into_optimizer ? fopt_sync_copy(opt, dev, buf, bytes) : fopt_sync_copy(opt, buf, dev, bytes);
 }

@@ -169,10 +169,9 @@ fopt_status fopt_check_device_tensors(const fopt_tensor *tensors, size_t count, 
 }
 
 /* The part of each tensor that the range [begin, end) holds, as the ranges of its param
- * (written) and grad (read, or written when grads_written), after the whole tensors' alignment and
- * size checks. */
+ * (written) and grad (read), after the whole tensors' alignment and size checks. */
 static fopt_status list_ranges(const fopt_tensor *tensors, size_t count, uint64_t begin, uint64_t end,
-                               bool grads_written, fopt_range *r, size_t *n)
+                               fopt_range *r, size_t *n)
 {
     uint64_t start = 0, lo, hi;
     *n = 0;
@@ -184,15 +183,14 @@ static fopt_status list_ranges(const fopt_tensor *tensors, size_t count, uint64_
             continue;
         fopt_status st = fopt_buffer_range(t->param, t->numel, eb, k, "param", true, &whole);
         if (st == FOPT_SUCCESS)
-            st = fopt_buffer_range(t->grad, t->numel, eb, k, "grad", grads_written, &whole);
+            st = fopt_buffer_range(t->grad, t->numel, eb, k, "grad", false, &whole);
         if (st != FOPT_SUCCESS)
             return st;
         fopt_shard_part(start, t->numel, begin, end, &lo, &hi);
         if (hi == lo)
             continue;
         (void)fopt_buffer_range((char *)t->param + lo * eb, hi - lo, eb, k, "param", true, &r[(*n)++]);
-        (void)fopt_buffer_range((const char *)t->grad + lo * eb, hi - lo, eb, k, "grad", grads_written,
-                                &r[(*n)++]);
+        (void)fopt_buffer_range((const char *)t->grad + lo * eb, hi - lo, eb, k, "grad", false, &r[(*n)++]);
     }
     return FOPT_SUCCESS;
 }
@@ -208,12 +206,14 @@ static fopt_status check_list_buffers(const fopt_tensor *tensors, size_t count, 
     size_t n;
     if (!r)
         return fopt_fail(FOPT_ERROR_OUT_OF_MEMORY, "host allocation for %zu tensors failed", count);
-    fopt_status st = list_ranges(tensors, count, begin, end, false, r, &n);
+    fopt_status st = list_ranges(tensors, count, begin, end, r, &n);
     if (st == FOPT_SUCCESS)
         st = fopt_ranges_disjoint(r, n);
     memset(alias, 0, sizeof *alias);
-    if (st == FOPT_SUCCESS && list_ranges(tensors, count, begin, end, true, r, &n) == FOPT_SUCCESS &&
-        fopt_ranges_overlap(r, n, &a, &b)) {
+    /* the params overlap nothing: with every range taken as written, an overlap is two grads */
+    for (size_t i = 0; i < n; i++)
+        r[i].written = true;
+    if (st == FOPT_SUCCESS && fopt_ranges_overlap(r, n, &a, &b)) {
         alias->found = 1;
         alias->a = a.tensor < b.tensor ? a.tensor : b.tensor;
         alias->b = a.tensor < b.tensor ? b.tensor : a.tensor;
@@ -610,9 +610,7 @@ fopt_status fopt_grad_sq_sum(fopt_optimizer *opt, const float *grad_scale, doubl
 {
     if (!opt || !sq_sum)
         return fopt_fail(FOPT_ERROR_INVALID_VALUE, "optimizer or sq_sum is NULL");
-    fopt_status status = fopt_pointer_aligned(sq_sum, sizeof(double), "sq_sum");
-    if (status == FOPT_SUCCESS)
-        status = fopt_pointer_aligned(grad_scale, sizeof(float), "grad_scale");
+    fopt_status status = fopt_sq_sum_pointers(grad_scale, sq_sum);
     if (status != FOPT_SUCCESS)
         return status;
     fopt_device_scope scope;
