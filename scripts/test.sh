@@ -77,6 +77,29 @@ configure_build() {
   echo "$name: built in $(elapsed "$t0")"
 }
 
+# install_consumers DIR [VAR=value...]: cmake --install DIR into DIR/_install, then the examples
+# built against it with find_package (cpu_linear_regression run, and gpu_training_loop when the
+# install has CUDA) and cpu_linear_regression built against it through pkg-config, and run; the
+# VAR=value pairs are the environment of the cmake calls. Non-zero on failure (DIR/_consumer.log).
+install_consumers() {
+  local dir=$1 prefix="$root/$1/_install" pc_flags
+  shift
+  rm -rf "$prefix" "$dir/_consumer"
+  if env "$@" cmake --install "$dir" --prefix "$prefix" >/dev/null &&
+     env "$@" cmake -S examples -B "$dir/_consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+       -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null 2>&1 &&
+     env "$@" cmake --build "$dir/_consumer" -j "$jobs" >"$dir/_consumer.log" 2>&1 &&
+     "./$dir/_consumer/cpu_linear_regression" | tail -n 1 &&
+     { [ ! -e "$dir/_consumer/gpu_training_loop" ] || "./$dir/_consumer/gpu_training_loop"; } &&
+     pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
+     cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o "$dir/_consumer/pc_example" &&
+     LD_LIBRARY_PATH="$prefix/lib" "./$dir/_consumer/pc_example" | tail -n 1; then
+    return 0
+  fi
+  [ -f "$dir/_consumer.log" ] && tail -30 "$dir/_consumer.log"
+  return 1
+}
+
 # suite_lines LOG: one line per Criterion suite of a verbose log (passed, failed, skipped), then
 # each failing test with its assertion messages
 suite_lines() {
@@ -141,21 +164,11 @@ for b in $builds; do
       run_suite release build 0
 
       echo "== release: install, then use it from another project (CMake find_package and pkg-config) =="
-      prefix="$root/build/_install"
-      rm -rf "$prefix" build/_consumer
-      if cmake --install build --prefix "$prefix" >/dev/null &&
-         cmake -S examples -B build/_consumer -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null &&
-         cmake --build build/_consumer -j "$jobs" >build/_consumer.log 2>&1 &&
-         ./build/_consumer/cpu_linear_regression | tail -n 1 &&
-         ./build/_consumer/gpu_training_loop &&
-         pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
-         cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build/_consumer/pc_example &&
-         LD_LIBRARY_PATH="$prefix/lib" ./build/_consumer/pc_example | tail -n 1; then
+      if install_consumers build; then
         echo "install: find_package(fusedopt) and pkg-config consumers built and ran"
         n_pass=$((n_pass + 1))
         summary+=("release: install + consumers OK")
       else
-        [ -f build/_consumer.log ] && tail -30 build/_consumer.log
         fail_step "release: install/consumer check"
       fi
 
@@ -236,23 +249,14 @@ for b in $builds; do
          configure_build nocuda build-nocuda -DCMAKE_BUILD_TYPE=Release; then
       run_suite nocuda build-nocuda 0
       echo "== nocuda: FOPT_CUDA off by default, no libcudart, install + consumers =="
-      prefix="$root/build-nocuda/_install"
-      rm -rf "$prefix" build-nocuda/_consumer
       if grep 'No CUDA compiler found: FOPT_CUDA defaults to OFF' build-nocuda/configure.log &&
          ! readelf -d build-nocuda/libfusedopt.so | grep -i cudart &&
-         PATH="${nocuda_path%:}:$(dirname "$(command -v cmake)")" CUDACXX=/nonexistent/nvcc \
-           bash -c "cmake --install build-nocuda --prefix '$prefix' >/dev/null &&
-                    cmake -S examples -B build-nocuda/_consumer -DCMAKE_PREFIX_PATH='$prefix' >/dev/null &&
-                    cmake --build build-nocuda/_consumer -j $jobs >build-nocuda/_consumer.log 2>&1" &&
-         ./build-nocuda/_consumer/cpu_linear_regression | tail -n 1 &&
-         pc_flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs fusedopt) &&
-         cc -std=c11 examples/cpu_linear_regression.c $pc_flags -lm -o build-nocuda/_consumer/pc_example &&
-         LD_LIBRARY_PATH="$prefix/lib" ./build-nocuda/_consumer/pc_example | tail -n 1; then
+         install_consumers build-nocuda PATH="${nocuda_path%:}:$(dirname "$(command -v cmake)")" \
+           CUDACXX=/nonexistent/nvcc; then
         echo "nocuda: FOPT_CUDA defaulted to OFF, no libcudart; find_package and pkg-config consumers built and ran"
         n_pass=$((n_pass + 1))
         summary+=("nocuda: FOPT_CUDA defaulted to OFF without nvcc; no libcudart; install + consumers OK")
       else
-        [ -f build-nocuda/_consumer.log ] && tail -30 build-nocuda/_consumer.log
         fail_step "nocuda: default, libcudart or install/consumer check"
       fi
     fi
